@@ -1,0 +1,449 @@
+/* libpq adapter: connection resolution, deadline-bound connect and query. */
+#include "adapters/db.h"
+#include "base/config.h"
+#include "base/envfile.h"
+#include "base/exitcode.h"
+#include "base/strbuf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void target_add(struct db_target *t, const char *k, const char *v)
+{
+	t->keywords = xrealloc(t->keywords, (t->nr + 2) * sizeof(char *));
+	t->values = xrealloc(t->values, (t->nr + 2) * sizeof(char *));
+	t->keywords[t->nr] = xstrdup(k);
+	t->values[t->nr] = xstrdup(v);
+	t->nr++;
+	t->keywords[t->nr] = NULL;
+	t->values[t->nr] = NULL;
+}
+
+void db_target_release(struct db_target *t)
+{
+	for (size_t i = 0; i < t->nr; i++) {
+		free(t->keywords[i]);
+		explicit_bzero(t->values[i], strlen(t->values[i]));
+		free(t->values[i]);
+	}
+	free(t->keywords);
+	free(t->values);
+	free(t->display);
+	memset(t, 0, sizeof(*t));
+}
+
+char *db_redact(const char *url)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *scheme = strstr(url, "://");
+
+	if (scheme) {
+		const char *auth = scheme + 3;
+		const char *at = strchr(auth, '@');
+		const char *slash = strchr(auth, '/');
+		const char *colon = strchr(auth, ':');
+		if (at && (!slash || at < slash) && colon && colon < at) {
+			strbuf_add(&sb, url, (size_t)(colon - url) + 1);
+			strbuf_addstr(&sb, "***");
+			strbuf_addstr(&sb, at);
+		} else {
+			strbuf_addstr(&sb, url);
+		}
+		/* ?password=... in the query string */
+		char *q = strstr(sb.buf, "password=");
+		if (q) {
+			size_t start = (size_t)(q - sb.buf) + 9;
+			size_t end = start + strcspn(sb.buf + start, "&");
+			struct strbuf out = STRBUF_INIT;
+			strbuf_add(&out, sb.buf, start);
+			strbuf_addstr(&out, "***");
+			strbuf_addstr(&out, sb.buf + end);
+			strbuf_release(&sb);
+			sb = out;
+		}
+	} else {
+		/* conninfo "key=value ..." */
+		const char *p = url;
+		while (*p) {
+			const char *q = strstr(p, "password");
+			if (!q) {
+				strbuf_addstr(&sb, p);
+				break;
+			}
+			strbuf_add(&sb, p, (size_t)(q - p));
+			q += 8;
+			while (*q == ' ')
+				q++;
+			if (*q != '=') {
+				strbuf_addstr(&sb, "password");
+				p = q;
+				continue;
+			}
+			strbuf_addstr(&sb, "password=***");
+			q++;
+			while (*q == ' ')
+				q++;
+			if (*q == '\'') {
+				q++;
+				while (*q && *q != '\'') {
+					if (*q == '\\' && q[1])
+						q++;
+					q++;
+				}
+				if (*q)
+					q++;
+			} else {
+				while (*q && !isspace((unsigned char)*q))
+					q++;
+			}
+			p = q;
+		}
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+/* "user@host:port/dbname" from whatever libpq would use, password left out. */
+static void set_display(struct db_target *t)
+{
+	PQconninfoOption *opts = NULL, *o;
+	char *errmsg = NULL;
+	const char *host = NULL, *port = NULL, *dbname = NULL, *user = NULL;
+	struct strbuf sb = STRBUF_INIT;
+	/* Build a conninfo from our pairs so libpq fills in env defaults. */
+	struct strbuf ci = STRBUF_INIT;
+
+	for (size_t i = 0; i < t->nr; i++) {
+		if (!strcmp(t->keywords[i], "password"))
+			continue;
+		if (!strcmp(t->keywords[i], "dbname") &&
+		    (strstr(t->values[i], "://") || strchr(t->values[i], '='))) {
+			opts = PQconninfoParse(t->values[i], &errmsg);
+			if (opts)
+				break;
+			continue;
+		}
+		strbuf_addf(&ci, "%s='", t->keywords[i]);
+		for (const char *v = t->values[i]; *v; v++) {
+			if (*v == '\'' || *v == '\\')
+				strbuf_addch(&ci, '\\');
+			strbuf_addch(&ci, *v);
+		}
+		strbuf_addstr(&ci, "' ");
+	}
+	if (!opts)
+		opts = PQconninfoParse(ci.buf, &errmsg);
+	for (o = opts; o && o->keyword; o++) {
+		const char *v = o->val;
+		if (!v || !*v) {
+			const char *env = o->envvar ? getenv(o->envvar) : NULL;
+			v = env && *env ? env : NULL;
+		}
+		if (!strcmp(o->keyword, "host") && v)
+			host = v;
+		else if (!strcmp(o->keyword, "hostaddr") && v && !host)
+			host = v;
+		else if (!strcmp(o->keyword, "port") && v)
+			port = v;
+		else if (!strcmp(o->keyword, "dbname") && v)
+			dbname = v;
+		else if (!strcmp(o->keyword, "user") && v)
+			user = v;
+	}
+	if (user)
+		strbuf_addf(&sb, "%s@", user);
+	strbuf_addstr(&sb, host ? host : "localhost");
+	strbuf_addf(&sb, ":%s", port ? port : "5432");
+	if (dbname)
+		strbuf_addf(&sb, "/%s", dbname);
+	free(t->display);
+	t->display = strbuf_detach(&sb, NULL);
+	PQconninfoFree(opts);
+	PQfreemem(errmsg);
+	strbuf_release(&ci);
+}
+
+int db_target_from_url(struct db_target *t, const char *url, const char *source,
+		       struct ops_error *err)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
+	int ret = 0;
+
+	if (!opts) {
+		char *red = db_redact(url);
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addstr(&m, errmsg ? errmsg : "cannot parse");
+		strbuf_trim(&m);
+		ret = ops_error_set(err, OPS_EXIT_CONFIG, "invalid database URL '%s' (from %s): %s",
+				    red, source, m.buf);
+		free(red);
+		strbuf_release(&m);
+		goto out;
+	}
+	memset(t, 0, sizeof(*t));
+	target_add(t, "dbname", url);
+	t->source = source;
+	set_display(t);
+out:
+	PQconninfoFree(opts);
+	PQfreemem(errmsg);
+	return ret;
+}
+
+static const char *lookup(const char *key, const struct envfile *env)
+{
+	const char *v = getenv(key);
+	if (v && *v)
+		return v;
+	v = env ? envfile_get(env, key) : NULL;
+	return v && *v ? v : NULL;
+}
+
+int db_resolve(struct db_target *t, const char *flag_url, const struct config *cfg,
+	       const struct envfile *env, struct ops_error *err)
+{
+	static const char *const pgvars[] = { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE",
+					      "PGUSER", "PGSERVICE", NULL };
+	const char *url;
+	memset(t, 0, sizeof(*t));
+
+	if (flag_url && *flag_url)
+		return db_target_from_url(t, flag_url, "--db", err);
+	url = cfg ? config_get(cfg, "database", NULL, "url") : NULL;
+	if (url && *url) {
+		int ret = db_target_from_url(t, url, "[database] url", err);
+		if (ret < 0) {
+			const struct config_entry *e = config_find_entry(cfg, "database", NULL, "url");
+			if (e)
+				ops_error_prefix(err, "%s:%d", cfg->path ? cfg->path : "config", e->line);
+		}
+		return ret;
+	}
+	url = lookup("DATABASE_URL", env);
+	if (url)
+		return db_target_from_url(t, url, "DATABASE_URL", err);
+	for (size_t i = 0; pgvars[i]; i++)
+		if (getenv(pgvars[i]) && *getenv(pgvars[i])) {
+			t->source = "libpq environment";
+			set_display(t);
+			return 0;
+		}
+	if (lookup("DB_HOST", env) || lookup("DB_NAME", env) || lookup("DB_USER", env)) {
+		static const char *const map[][2] = { { "DB_HOST", "host" }, { "DB_PORT", "port" },
+						     { "DB_NAME", "dbname" }, { "DB_USER", "user" },
+						     { "DB_PASSWORD", "password" } };
+		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+			const char *v = lookup(map[i][0], env);
+			if (v)
+				target_add(t, map[i][1], v);
+		}
+		t->source = "DB_* variables";
+		set_display(t);
+		return 0;
+	}
+	t->source = "libpq defaults";
+	set_display(t);
+	return 0;
+}
+
+/* libpq's messages, shortened to the reason: "connection refused". */
+static void clean_pq_message(struct strbuf *out, const char *msg)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *p;
+
+	strbuf_addstr(&sb, msg ? msg : "");
+	strbuf_trim(&sb);
+	/* keep the last non-empty line: the most specific reason */
+	p = strrchr(sb.buf, '\n');
+	p = p ? p + 1 : sb.buf;
+	{
+		const char *f = strstr(p, " failed: ");
+		if (f && starts_with(p, "connection to server"))
+			p = f + 9;
+	}
+	if (starts_with(p, "FATAL:  "))
+		p += 8;
+	else if (starts_with(p, "ERROR:  "))
+		p += 8;
+	strbuf_addstr(out, p);
+	if (out->len && isupper((unsigned char)out->buf[0]) &&
+	    !(out->len > 1 && isupper((unsigned char)out->buf[1])))
+		out->buf[0] = (char)tolower((unsigned char)out->buf[0]);
+	while (out->len && (out->buf[out->len - 1] == '.' || out->buf[out->len - 1] == '\n'))
+		strbuf_setlen(out, out->len - 1);
+	strbuf_release(&sb);
+}
+
+static int answered_but_refused(const char *msg)
+{
+	static const char *const marks[] = { "authentication failed", "no password supplied",
+		"password", "does not exist", "permission denied", "no pg_hba.conf entry",
+		"too many connections", "not yet accepting", "shutting down", "starting up",
+		"recovery mode", NULL };
+	for (size_t i = 0; marks[i]; i++)
+		if (strstr(msg, marks[i]))
+			return 1;
+	return 0;
+}
+
+int db_connect(PGconn **out, const struct db_target *t, const char *application_name,
+	       int64_t timeout_ms, struct ops_error *err)
+{
+	const char **kw = xcalloc(t->nr + 3, sizeof(char *));
+	const char **vals = xcalloc(t->nr + 3, sizeof(char *));
+	size_t n = 0;
+	int64_t deadline;
+	PGconn *conn = NULL;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	struct strbuf reason = STRBUF_INIT;
+	int ret = 0;
+
+	*out = NULL;
+	if (timeout_ms <= 0)
+		timeout_ms = 30000;
+	deadline = now_ms() + timeout_ms;
+	for (size_t i = 0; i < t->nr; i++, n++) {
+		kw[n] = t->keywords[i];
+		vals[n] = t->values[i];
+	}
+	kw[n] = "application_name";
+	vals[n++] = application_name ? application_name : "opsctl";
+	kw[n] = NULL;
+
+	conn = PQconnectStartParams(kw, vals, 1);
+	if (!conn) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot connect to '%s': out of memory", t->display);
+		goto out;
+	}
+	if (PQstatus(conn) == CONNECTION_BAD)
+		goto failed;
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		struct pollfd pfd;
+		int64_t left = deadline - now_ms();
+		int rc;
+		if (left <= 0) {
+			ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
+					    "cannot connect to '%s': no answer within %lldms",
+					    t->display, (long long)timeout_ms);
+			goto out;
+		}
+		pfd.fd = PQsocket(conn);
+		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		if (pfd.fd < 0)
+			break;
+		rc = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+		if (rc < 0 && errno != EINTR) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot connect to '%s': %s",
+					    t->display, strerror(errno));
+			goto out;
+		}
+		if (rc > 0)
+			st = PQconnectPoll(conn);
+	}
+	if (PQstatus(conn) == CONNECTION_OK) {
+		*out = conn;
+		conn = NULL;
+		goto out;
+	}
+failed:
+	clean_pq_message(&reason, PQerrorMessage(conn));
+	ret = ops_error_set(err, answered_but_refused(reason.buf) ? OPS_EXIT_FAILED : OPS_EXIT_UNREACHABLE,
+			    "cannot connect to '%s': %s", t->display, reason.len ? reason.buf : "unknown error");
+	if (strstr(reason.buf, "password"))
+		ops_error_hint(err, "check the password in DATABASE_URL, the env file or ~/.pgpass");
+	else if (err && err->code == OPS_EXIT_UNREACHABLE)
+		ops_error_hint(err, "is PostgreSQL running and listening there? (connection from %s)", t->source);
+out:
+	if (conn)
+		PQfinish(conn);
+	free(kw);
+	free(vals);
+	strbuf_release(&reason);
+	return ret;
+}
+
+int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+	    int64_t timeout_ms, PGresult **res, struct ops_error *err)
+{
+	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	PGresult *r, *last = NULL;
+	struct strbuf reason = STRBUF_INIT;
+	int ret = 0, sent;
+
+	*res = NULL;
+	sent = nparams ? PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)
+		       : PQsendQuery(conn, sql);
+	if (!sent) {
+		clean_pq_message(&reason, PQerrorMessage(conn));
+		ret = ops_error_set(err, OPS_EXIT_UNREACHABLE, "cannot send query: %s", reason.buf);
+		goto out;
+	}
+	for (;;) {
+		while (PQisBusy(conn)) {
+			struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+			int64_t left = deadline ? deadline - now_ms() : 1000;
+			if (deadline && left <= 0) {
+				PGcancel *c = PQgetCancel(conn);
+				char buf[256];
+				if (c) {
+					PQcancel(c, buf, sizeof(buf));
+					PQfreeCancel(c);
+				}
+				while ((r = PQgetResult(conn)))
+					PQclear(r);
+				ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
+						    "query did not finish within %lldms and was cancelled",
+						    (long long)timeout_ms);
+				goto out;
+			}
+			if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR) {
+				ret = ops_error_set(err, OPS_EXIT_FAILED, "waiting for the database: %s",
+						    strerror(errno));
+				goto out;
+			}
+			if (!PQconsumeInput(conn)) {
+				clean_pq_message(&reason, PQerrorMessage(conn));
+				ret = ops_error_set(err, OPS_EXIT_UNREACHABLE, "lost the database connection: %s",
+						    reason.buf);
+				goto out;
+			}
+		}
+		r = PQgetResult(conn);
+		if (!r)
+			break;
+		if (last)
+			PQclear(last);
+		last = r;
+	}
+	if (!last) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "the database returned no result");
+		goto out;
+	}
+	if (PQresultStatus(last) != PGRES_COMMAND_OK && PQresultStatus(last) != PGRES_TUPLES_OK) {
+		clean_pq_message(&reason, PQresultErrorMessage(last));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "%s", reason.buf);
+		PQclear(last);
+		last = NULL;
+		goto out;
+	}
+	*res = last;
+	last = NULL;
+out:
+	if (last)
+		PQclear(last);
+	strbuf_release(&reason);
+	return ret;
+}

@@ -1,0 +1,52 @@
+/* PostgreSQL through libpq: where to connect (the resolution order of
+ * DESIGN.md section 3), connecting and querying with deadlines, and error
+ * messages that never contain a password. */
+#ifndef OPSCTL_DB_H
+#define OPSCTL_DB_H
+
+#include <stdint.h>
+#include <libpq-fe.h>
+#include "base/error.h"
+
+struct config;
+struct envfile;
+
+/* Connection parameters as libpq keyword/value pairs (NULL-terminated). */
+struct db_target {
+	char **keywords;
+	char **values;      /* may hold a password: wiped on release */
+	size_t nr;
+	char *display;      /* "user@host:port/dbname", never a password */
+	const char *source; /* "--db", "[database] url", "DATABASE_URL", "libpq environment",
+			       "DB_* variables", "libpq defaults" */
+};
+
+/* Resolves in order: flag_url (global --db), [database] url, DATABASE_URL
+ * (environment, then env file), libpq's PG* environment / service file,
+ * DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD (environment, then env file),
+ * libpq's defaults. cfg and env may be NULL. A malformed URL is
+ * OPS_EXIT_CONFIG (the message shows it with any password masked). */
+int db_resolve(struct db_target *t, const char *flag_url, const struct config *cfg,
+	       const struct envfile *env, struct ops_error *err);
+/* A target from one URL or conninfo string (health's postgres:// targets). */
+int db_target_from_url(struct db_target *t, const char *url, const char *source,
+		       struct ops_error *err);
+void db_target_release(struct db_target *t);
+
+/* Connects within timeout_ms (0 = 30 s). Failure codes: OPS_EXIT_UNREACHABLE when
+ * the server could not be reached (refused, timeout, unknown host),
+ * OPS_EXIT_FAILED when it answered but refused us (authentication, missing
+ * database). Message: "cannot connect to 'user@host:port/db': connection refused". */
+int db_connect(PGconn **out, const struct db_target *t, const char *application_name,
+	       int64_t timeout_ms, struct ops_error *err);
+
+/* Runs one statement (no parameters when nparams == 0) and waits for it up to
+ * timeout_ms (0 = no deadline), cancelling it on expiry. *res is set on success
+ * (PQclear it); a failed statement is OPS_EXIT_FAILED with the server's message. */
+int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+	    int64_t timeout_ms, PGresult **res, struct ops_error *err);
+
+/* Masks the password of a URL or conninfo for messages: "postgresql://u:***@h/db". */
+char *db_redact(const char *url);
+
+#endif

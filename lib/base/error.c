@@ -1,0 +1,85 @@
+/* The error record filled by lib/ and rendered by cmd/, and exit-code names. */
+#include "base/error.h"
+#include "base/exitcode.h"
+
+#include <stdarg.h>
+
+void ops_error_init(struct ops_error *e)
+{
+	e->code = 0;
+	strbuf_init(&e->msg, 0);
+	strbuf_init(&e->hint, 0);
+}
+
+void ops_error_release(struct ops_error *e)
+{
+	strbuf_release(&e->msg);
+	strbuf_release(&e->hint);
+	e->code = 0;
+}
+
+void ops_error_clear(struct ops_error *e)
+{
+	e->code = 0;
+	strbuf_reset(&e->msg);
+	strbuf_reset(&e->hint);
+}
+
+int ops_error_set(struct ops_error *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+	if (!e)
+		return -code;
+	e->code = code;
+	strbuf_reset(&e->msg);
+	strbuf_reset(&e->hint);
+	va_start(ap, fmt);
+	strbuf_vaddf(&e->msg, fmt, ap);
+	va_end(ap);
+	return -code;
+}
+
+void ops_error_hint(struct ops_error *e, const char *fmt, ...)
+{
+	va_list ap;
+	if (!e)
+		return;
+	strbuf_reset(&e->hint);
+	va_start(ap, fmt);
+	strbuf_vaddf(&e->hint, fmt, ap);
+	va_end(ap);
+}
+
+void ops_error_prefix(struct ops_error *e, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	if (!e)
+		return;
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	strbuf_addstr(&sb, ": ");
+	strbuf_addbuf(&sb, &e->msg);
+	strbuf_release(&e->msg);
+	e->msg = sb;
+}
+
+const char *ops_exit_name(int code)
+{
+	switch (code) {
+	case OPS_EXIT_OK: return "ok";
+	case OPS_EXIT_FAILED: return "failed";
+	case OPS_EXIT_USAGE: return "usage";
+	case OPS_EXIT_CONFIG: return "config";
+	case OPS_EXIT_UNREACHABLE: return "unreachable";
+	case OPS_EXIT_INTEGRITY: return "integrity";
+	case OPS_EXIT_DEGRADED: return "degraded";
+	case OPS_EXIT_ROLLED_BACK: return "rolled-back";
+	case OPS_EXIT_ROLLBACK_FAILED: return "rollback-failed";
+	case OPS_EXIT_PENDING: return "pending";
+	case OPS_EXIT_ABORTED: return "aborted";
+	case OPS_EXIT_LOCKED: return "locked";
+	default: return "unknown";
+	}
+}

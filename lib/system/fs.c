@@ -1,0 +1,397 @@
+/* Crash-safe files: atomic replace, fsynced appends, mkdir -p and flock(2)
+ * locks that carry a JSON note naming their holder. */
+#include "system/fs.h"
+#include "base/exitcode.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOCK_POLL_MS 100
+#define LOCK_NOTE_MAX 4096
+
+/* The directory part of path ("." when there is none), for the directory fsync. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fs_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+int fs_fsync_dir(const char *dir, struct ops_error *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0)
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot open directory '%s': %s",
+				     dir, strerror(errno));
+	/* Some filesystems cannot sync a directory; their renames are as
+	 * durable as they get, so that is not an error. */
+	if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot sync directory '%s': %s",
+				    dir, strerror(errno));
+	close(fd);
+	return ret;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
+		    struct ops_error *err)
+{
+	struct strbuf tmp = STRBUF_INIT;
+	char *dir = dir_of(path);
+	struct stat st;
+	int have_old, tmp_made = 0, fd = -1, ret = 0;
+
+	have_old = stat(path, &st) == 0;
+	if (have_old && !S_ISREG(st.st_mode)) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': not a regular file", path);
+		goto out;
+	}
+	strbuf_addf(&tmp, "%s.tmp-XXXXXX", path);
+	fd = mkostemp(tmp.buf, O_CLOEXEC);
+	if (fd < 0)
+		goto fail;
+	tmp_made = 1;
+	if (have_old) {
+		if (fchmod(fd, st.st_mode & 07777) < 0)
+			goto fail;
+		/* An env file owned by the app user must stay readable by it after
+		 * root edits it; refuse rather than silently change the owner. */
+		if ((st.st_uid != geteuid() || st.st_gid != getegid()) &&
+		    fchown(fd, st.st_uid, st.st_gid) < 0)
+			goto fail;
+	} else if (fchmod(fd, mode < 0 ? 0644 : (mode_t)mode) < 0) {
+		goto fail;
+	}
+	if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp.buf, path) < 0)
+		goto fail;
+	tmp_made = 0;
+	ret = fs_fsync_dir(dir, err);
+	goto out;
+
+fail:
+	ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp_made)
+		unlink(tmp.buf);
+	strbuf_release(&tmp);
+	free(dir);
+	return ret;
+}
+
+int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	int created = !fs_exists(path);
+	int fd, ret = 0;
+	ssize_t n;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode < 0 ? 0644 : (mode_t)mode);
+	if (fd < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	strbuf_addstr(&sb, line);
+	if (!sb.len || sb.buf[sb.len - 1] != '\n')
+		strbuf_addch(&sb, '\n');
+	/* One write(2) so concurrent appenders never interleave within a line. */
+	do {
+		n = write(fd, sb.buf, sb.len);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 || (size_t)n != sb.len) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path,
+				    n < 0 ? strerror(errno) : "short write");
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (created) {
+		char *dir = dir_of(path);
+		ret = fs_fsync_dir(dir, err);
+		free(dir);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	strbuf_release(&sb);
+	return ret;
+}
+
+int fs_read_file(const char *path, struct strbuf *out, size_t max, struct ops_error *err)
+{
+	size_t start = out->len;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n;
+		strbuf_grow(out, 8192);
+		n = read(fd, out->buf + out->len, out->alloc - out->len - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path,
+					    strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		strbuf_setlen(out, out->len + (size_t)n);
+		if (max && out->len - start > max) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "file '%s' is larger than %zu bytes",
+					    path, max);
+			goto out;
+		}
+	}
+out:
+	if (ret)
+		strbuf_setlen(out, start);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int fs_mkdir_p(const char *path, int mode, struct ops_error *err)
+{
+	char *p = xstrdup(path);
+	char *s = p;
+	int ret = 0;
+
+	for (;;) {
+		char saved;
+		struct stat st;
+
+		while (*s == '/')
+			s++;
+		while (*s && *s != '/')
+			s++;
+		saved = *s;
+		*s = '\0';
+		if (mkdir(p, mode < 0 ? 0755 : (mode_t)mode) < 0) {
+			int e = errno;
+			if (e != EEXIST || stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
+				ret = ops_error_set(err, OPS_EXIT_FAILED,
+						    "cannot create directory '%s': %s", p,
+						    e == EEXIST ? strerror(ENOTDIR) : strerror(e));
+				goto out;
+			}
+		}
+		*s = saved;
+		if (!saved)
+			break;
+		while (*s == '/')
+			s++;
+		if (!*s)
+			break;
+	}
+out:
+	free(p);
+	return ret;
+}
+
+/* RFC 3339 UTC with seconds: "2026-11-21T21:00:00Z". */
+static void format_utc_now(char out[32])
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void lock_describe_holder(int fd, const char *name, struct ops_error *err)
+{
+	char buf[LOCK_NOTE_MAX];
+	struct strbuf msg = STRBUF_INIT;
+	cJSON *note = NULL;
+	const cJSON *pid, *cmd, *host, *since;
+	ssize_t n;
+
+	do {
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		buf[n] = '\0';
+		note = cJSON_Parse(buf);
+	}
+	pid = cJSON_GetObjectItemCaseSensitive(note, "pid");
+	cmd = cJSON_GetObjectItemCaseSensitive(note, "command");
+	host = cJSON_GetObjectItemCaseSensitive(note, "host");
+	since = cJSON_GetObjectItemCaseSensitive(note, "since");
+
+	strbuf_addf(&msg, "lock '%s' is held by ", name);
+	/* The holder may be between taking the lock and writing its note. */
+	if (cJSON_IsNumber(pid))
+		strbuf_addf(&msg, "pid %lld", (long long)pid->valuedouble);
+	else
+		strbuf_addstr(&msg, "another process");
+	if (cJSON_IsString(cmd))
+		strbuf_addf(&msg, " (%s)", cmd->valuestring);
+	if (cJSON_IsString(host))
+		strbuf_addf(&msg, " on %s", host->valuestring);
+	if (cJSON_IsString(since))
+		strbuf_addf(&msg, " since %s", since->valuestring);
+
+	ops_error_set(err, OPS_EXIT_LOCKED, "%s", msg.buf);
+	ops_error_hint(err, "wait for it to finish, or queue behind it with --lock-wait DURATION");
+	cJSON_Delete(note);
+	strbuf_release(&msg);
+}
+
+static void lock_write_note(int fd, const char *command)
+{
+	char host[HOST_NAME_MAX + 1] = "";
+	char since[32];
+	struct passwd *pw = getpwuid(geteuid());
+	cJSON *note = cJSON_CreateObject();
+	char *text = NULL;
+
+	gethostname(host, sizeof(host) - 1);
+	format_utc_now(since);
+	cJSON_AddNumberToObject(note, "pid", (double)getpid());
+	cJSON_AddStringToObject(note, "command", command ? command : "opsctl");
+	if (pw)
+		cJSON_AddStringToObject(note, "user", pw->pw_name);
+	else
+		cJSON_AddNumberToObject(note, "user", (double)geteuid());
+	cJSON_AddStringToObject(note, "host", host);
+	cJSON_AddStringToObject(note, "since", since);
+	text = cJSON_PrintUnformatted(note);
+	/* The note is advice for people and for the next run's message; the lock
+	 * itself is the flock, so a failed write is not worth failing for. */
+	if (text && ftruncate(fd, 0) == 0) {
+		size_t len = strlen(text);
+		if (pwrite(fd, text, len, 0) < 0) {
+			/* ignored: see above */
+		}
+	}
+	free(text);
+	cJSON_Delete(note);
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fs_lock_acquire(struct fs_lock *lock, const char *state_dir, const char *name,
+		    const char *command, int64_t wait_ms, struct ops_error *err)
+{
+	char *dir = xstrfmt("%s/locks", state_dir);
+	char *path = NULL;
+	int64_t deadline = wait_ms > 0 ? monotonic_ms() + wait_ms : 0;
+	int fd = -1, ret;
+
+	ret = fs_mkdir_p(state_dir, 0700, err);
+	if (!ret)
+		ret = fs_mkdir_p(dir, 0700, err);
+	if (ret)
+		goto out;
+	path = xstrfmt("%s/%s.lock", dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open lock file '%s': %s", path,
+				    strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		int64_t left;
+		struct timespec ts;
+
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot lock '%s': %s", path,
+					    strerror(errno));
+			goto out;
+		}
+		left = wait_ms < 0 ? LOCK_POLL_MS : deadline - monotonic_ms();
+		if (wait_ms == 0 || left <= 0) {
+			lock_describe_holder(fd, name, err);
+			ret = -OPS_EXIT_LOCKED;
+			goto out;
+		}
+		if (left > LOCK_POLL_MS)
+			left = LOCK_POLL_MS;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left * 1000000L;
+		nanosleep(&ts, NULL);
+	}
+	lock_write_note(fd, command);
+	lock->fd = fd;
+	lock->path = path;
+	fd = -1;
+	path = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	free(dir);
+	return ret;
+}
+
+void fs_lock_release(struct fs_lock *lock)
+{
+	/* The file stays: unlinking it would let a waiter lock the old inode
+	 * while a newcomer locks a new one. */
+	if (lock->fd >= 0) {
+		flock(lock->fd, LOCK_UN);
+		close(lock->fd);
+	}
+	lock->fd = -1;
+	free(lock->path);
+	lock->path = NULL;
+}

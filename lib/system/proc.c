@@ -1,0 +1,509 @@
+/* Child processes without a shell: fork/exec of an argv vector, output read
+ * through pipes with poll(2), a deadline enforced with SIGTERM then SIGKILL,
+ * and every child waited for. */
+#include "system/proc.h"
+#include "base/exitcode.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define DEFAULT_CAPTURE_MAX ((size_t)1024 * 1024)
+#define KILL_GRACE_MS 2000
+#define REAP_TICK_MS 50          /* only when pidfd_open(2) is unavailable */
+#define STDERR_TAIL_KEEP 4096    /* enough for the last line of a failure */
+#define READ_CHUNK 16384
+#define DRAIN_MAX_READS 64       /* a grandchild may keep a pipe open and busy */
+
+/* What the child writes to the report pipe when it cannot exec. */
+struct child_report {
+	int stage;
+	int err;
+};
+enum { STAGE_SETUP, STAGE_CHDIR, STAGE_EXEC };
+
+struct capture {
+	int fd;              /* our read end, -1 once at EOF or not piped */
+	struct strbuf *sb;   /* NULL: read and drop */
+	size_t cap;
+	size_t kept;
+	struct strbuf *tail; /* the last bytes whatever the cap, or NULL */
+};
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Keeps our descriptors off 0-2 so the child's dup2 calls cannot clobber one
+ * another when we were started with a closed stdin/stdout/stderr. */
+static int fd_above_stdio(int fd)
+{
+	int nfd;
+	if (fd < 0 || fd > 2)
+		return fd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return nfd;
+}
+
+static int make_pipe(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		p[0] = p[1] = -1;
+		return -1;
+	}
+	p[0] = fd_above_stdio(p[0]);
+	p[1] = fd_above_stdio(p[1]);
+	if (p[0] < 0 || p[1] < 0) {
+		close_fd(&p[0]);
+		close_fd(&p[1]);
+		return -1;
+	}
+	return 0;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* A copy of environ with env_add entries replacing or extending it. The
+ * strings are borrowed, only the array is ours. */
+static char **build_env(const char *const *add)
+{
+	size_t n, extra, i, j;
+	char **env;
+
+	for (n = 0; environ && environ[n]; n++)
+		;
+	for (extra = 0; add[extra]; extra++)
+		;
+	env = xcalloc(n + extra + 1, sizeof(*env));
+	for (i = 0; i < n; i++)
+		env[i] = environ[i];
+	for (j = 0; j < extra; j++) {
+		const char *eq = strchr(add[j], '=');
+		size_t klen, k;
+		if (!eq)
+			continue;
+		klen = (size_t)(eq - add[j]) + 1;
+		for (k = 0; k < n; k++)
+			if (!strncmp(env[k], add[j], klen))
+				break;
+		env[k] = (char *)add[j];
+		if (k == n)
+			n++;
+	}
+	env[n] = NULL;
+	return env;
+}
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. */
+static void child_exec(const char *const *argv, char *const *envp, const char *cwd,
+		       int in_fd, int out_fd, int err_fd, int report_fd)
+{
+	struct child_report rep = { STAGE_SETUP, 0 };
+	struct sigaction sa;
+	sigset_t none;
+	ssize_t n;
+
+	/* We may ignore SIGPIPE; pg_dump and friends expect the default. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	if (dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
+	    (err_fd >= 0 && dup2(err_fd, 2) < 0)) {
+		rep.err = errno;
+	} else if (cwd && chdir(cwd) < 0) {
+		rep.stage = STAGE_CHDIR;
+		rep.err = errno;
+	} else {
+		execvpe(argv[0], (char *const *)argv, envp);
+		rep.stage = STAGE_EXEC;
+		rep.err = errno;
+	}
+	do {
+		n = write(report_fd, &rep, sizeof(rep));
+	} while (n < 0 && errno == EINTR);
+	_exit(127);
+}
+
+static void capture_add(struct capture *c, const char *buf, size_t n)
+{
+	if (c->sb && c->kept < c->cap) {
+		size_t take = n < c->cap - c->kept ? n : c->cap - c->kept;
+		strbuf_add(c->sb, buf, take);
+		c->kept += take;
+	}
+	if (c->tail) {
+		strbuf_add(c->tail, buf, n);
+		if (c->tail->len > 2 * STDERR_TAIL_KEEP) {
+			memmove(c->tail->buf, c->tail->buf + c->tail->len - STDERR_TAIL_KEEP,
+				STDERR_TAIL_KEEP);
+			strbuf_setlen(c->tail, STDERR_TAIL_KEEP);
+		}
+	}
+}
+
+/* One read; closes the descriptor at EOF or on a hard error. */
+static ssize_t capture_read(struct capture *c)
+{
+	char buf[READ_CHUNK];
+	ssize_t n;
+
+	do {
+		n = read(c->fd, buf, sizeof(buf));
+	} while (n < 0 && errno == EINTR);
+	if (n > 0)
+		capture_add(c, buf, (size_t)n);
+	else if (n == 0 || errno != EAGAIN)
+		close_fd(&c->fd);
+	return n;
+}
+
+/* After the child is gone: what it wrote is already in the pipe, so read
+ * until it would block rather than wait for an EOF a grandchild may hold. */
+static void capture_drain(struct capture *c)
+{
+	int i;
+	for (i = 0; c->fd >= 0 && i < DRAIN_MAX_READS; i++)
+		if (capture_read(c) <= 0)
+			break;
+	close_fd(&c->fd);
+}
+
+static void add_duration(struct strbuf *sb, int64_t ms)
+{
+	if (ms % 1000 == 0)
+		strbuf_addf(sb, "%llds", (long long)(ms / 1000));
+	else
+		strbuf_addf(sb, "%lldms", (long long)ms);
+}
+
+static int open_devnull(void)
+{
+	return fd_above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
+}
+
+static int run(const char *const *argv, const char *name, const struct proc_opts *opts,
+	       struct proc_result *res, struct strbuf *stderr_tail, struct ops_error *err)
+{
+	static const struct proc_opts no_opts;
+	char **env = NULL;
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+	int report[2] = { -1, -1 };
+	int devnull = -1, pidfd = -1, reaped = 0, status = 0, ret = 0;
+	int term_sent = 0, kill_sent = 0, got_epipe = 0, sigpipe_was_pending = 0;
+	struct capture cap[2];
+	const char *in_data;
+	size_t in_left, cap_max;
+	int64_t start, deadline = 0, kill_at = 0;
+	sigset_t pipe_set, old_mask, pending;
+	struct child_report rep;
+	pid_t pid = -1;
+	ssize_t n;
+	int i;
+
+	if (!opts)
+		opts = &no_opts;
+	memset(res, 0, sizeof(*res));
+	cap_max = opts->capture_max ? opts->capture_max : DEFAULT_CAPTURE_MAX;
+	in_data = opts->stdin_data;
+	in_left = in_data ? opts->stdin_len : 0;
+	cap[0] = (struct capture){ -1, opts->out, cap_max, 0, NULL };
+	cap[1] = (struct capture){ -1, opts->errout, cap_max, 0, stderr_tail };
+
+	/* A child that exits without reading its stdin must not kill us. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+	sigpending(&pending);
+	sigpipe_was_pending = sigismember(&pending, SIGPIPE);
+
+	if (!argv || !argv[0]) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run an empty command");
+		goto out;
+	}
+	if (opts->env_add)
+		env = build_env(opts->env_add);
+	if ((devnull = open_devnull()) < 0 || make_pipe(report) < 0 ||
+	    (in_data && make_pipe(in_pipe) < 0) ||
+	    (!opts->inherit_stdio && opts->out && make_pipe(out_pipe) < 0) ||
+	    (!opts->inherit_stdio && (opts->errout || stderr_tail) && make_pipe(err_pipe) < 0)) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
+				    strerror(errno));
+		goto out;
+	}
+
+	start = monotonic_ms();
+	pid = fork();
+	if (pid < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
+				    strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child_exec(argv, env ? env : environ, opts->cwd,
+			   in_pipe[0] >= 0 ? in_pipe[0] : devnull,
+			   opts->inherit_stdio ? -1 : out_pipe[1] >= 0 ? out_pipe[1] : devnull,
+			   opts->inherit_stdio ? -1 : err_pipe[1] >= 0 ? err_pipe[1] : devnull,
+			   report[1]);
+
+	close_fd(&in_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
+	close_fd(&report[1]);
+	close_fd(&devnull);
+
+	/* EOF means exec succeeded (the write end was close-on-exec). */
+	do {
+		n = read(report[0], &rep, sizeof(rep));
+	} while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(rep)) {
+		if (rep.stage == STAGE_CHDIR)
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s",
+					    name, opts->cwd, strerror(rep.err));
+		else
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
+					    strerror(rep.err));
+		goto out;
+	}
+
+#ifdef SYS_pidfd_open
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+	if (in_pipe[1] >= 0) {
+		set_nonblock(in_pipe[1]);
+		if (!in_left)
+			close_fd(&in_pipe[1]);
+	}
+	cap[0].fd = out_pipe[0];
+	cap[1].fd = err_pipe[0];
+	out_pipe[0] = err_pipe[0] = -1;
+	for (i = 0; i < 2; i++)
+		if (cap[i].fd >= 0)
+			set_nonblock(cap[i].fd);
+	if (opts->timeout_ms > 0)
+		deadline = start + opts->timeout_ms;
+
+	for (;;) {
+		struct pollfd pfd[4];
+		int nfds = 0, wait_ms = -1, in_idx = -1, cap_idx[2] = { -1, -1 };
+		int64_t now;
+		pid_t w;
+
+		do {
+			w = waitpid(pid, &status, WNOHANG);
+		} while (w < 0 && errno == EINTR);
+		if (w == pid) {
+			reaped = 1;
+			break;
+		}
+		if (w < 0) {
+			/* SIGCHLD set to SIG_IGN: the kernel reaped it for us. */
+			reaped = 1;
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot wait for '%s': %s", name,
+					    strerror(errno));
+			goto out;
+		}
+
+		now = monotonic_ms();
+		if (deadline && !term_sent && now >= deadline) {
+			kill(pid, SIGTERM);
+			term_sent = 1;
+			kill_at = now + KILL_GRACE_MS;
+		}
+		if (term_sent && !kill_sent && now >= kill_at) {
+			kill(pid, SIGKILL);
+			kill_sent = 1;
+		}
+		if (deadline && !term_sent)
+			wait_ms = (int)(deadline - now < 60000 ? deadline - now : 60000);
+		else if (term_sent && !kill_sent)
+			wait_ms = (int)(kill_at - now);
+		if (pidfd < 0 && (wait_ms < 0 || wait_ms > REAP_TICK_MS))
+			wait_ms = REAP_TICK_MS;
+
+		if (in_pipe[1] >= 0) {
+			in_idx = nfds;
+			pfd[nfds++] = (struct pollfd){ in_pipe[1], POLLOUT, 0 };
+		}
+		for (i = 0; i < 2; i++) {
+			if (cap[i].fd < 0)
+				continue;
+			cap_idx[i] = nfds;
+			pfd[nfds++] = (struct pollfd){ cap[i].fd, POLLIN, 0 };
+		}
+		if (pidfd >= 0)
+			pfd[nfds++] = (struct pollfd){ pidfd, POLLIN, 0 };
+
+		if (poll(pfd, (nfds_t)nfds, wait_ms) < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
+					    strerror(errno));
+			goto out;
+		}
+		if (in_idx >= 0 && pfd[in_idx].revents) {
+			size_t chunk = in_left < 65536 ? in_left : 65536;
+			do {
+				n = write(in_pipe[1], in_data, chunk);
+			} while (n < 0 && errno == EINTR);
+			if (n > 0) {
+				in_data += n;
+				in_left -= (size_t)n;
+			} else if (n < 0 && errno != EAGAIN) {
+				got_epipe = errno == EPIPE;
+				in_left = 0; /* the child stopped reading: not our failure */
+			}
+			if (!in_left)
+				close_fd(&in_pipe[1]);
+		}
+		for (i = 0; i < 2; i++)
+			if (cap_idx[i] >= 0 && pfd[cap_idx[i]].revents)
+				capture_read(&cap[i]);
+	}
+
+	for (i = 0; i < 2; i++)
+		capture_drain(&cap[i]);
+	res->elapsed_ms = monotonic_ms() - start;
+	res->exited = WIFEXITED(status);
+	res->status = res->exited ? WEXITSTATUS(status) : WTERMSIG(status);
+	res->timed_out = term_sent;
+	if (term_sent) {
+		struct strbuf d = STRBUF_INIT;
+		add_duration(&d, opts->timeout_ms);
+		ret = ops_error_set(err, OPS_EXIT_UNREACHABLE, "'%s' did not finish within %s",
+				    name, d.buf);
+		strbuf_release(&d);
+	}
+out:
+	if (pid > 0 && !reaped) {
+		/* Only on our own failures: never leave a zombie or a runaway. */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	for (i = 0; i < 2; i++)
+		close_fd(&cap[i].fd);
+	close_fd(&in_pipe[0]);
+	close_fd(&in_pipe[1]);
+	close_fd(&out_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[0]);
+	close_fd(&err_pipe[1]);
+	close_fd(&report[0]);
+	close_fd(&report[1]);
+	close_fd(&devnull);
+	close_fd(&pidfd);
+	if (got_epipe && !sigpipe_was_pending) {
+		struct timespec zero = { 0, 0 };
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	free(env);
+	return ret;
+}
+
+int proc_run(const char *const *argv, const struct proc_opts *opts, struct proc_result *res,
+	     struct ops_error *err)
+{
+	struct proc_result local;
+	return run(argv, argv && argv[0] ? argv[0] : "", opts, res ? res : &local, NULL, err);
+}
+
+/* How a shell command is named in messages: the whole line when it is
+ * short, else its first word. */
+static char *shell_name(const char *cmdline)
+{
+	size_t len;
+	while (*cmdline == ' ' || *cmdline == '\t')
+		cmdline++;
+	if (strlen(cmdline) < 40)
+		return xstrdup(cmdline);
+	len = strcspn(cmdline, " \t\n");
+	return xstrndup(cmdline, len);
+}
+
+static int run_checked(const char *const *argv, const char *name, const struct proc_opts *opts,
+		       struct proc_result *res, struct ops_error *err)
+{
+	struct strbuf tail = STRBUF_INIT;
+	struct proc_result local;
+	const char *line;
+	int ret;
+
+	if (!res)
+		res = &local;
+	ret = run(argv, name, opts, res, opts && opts->inherit_stdio ? NULL : &tail, err);
+	if (ret || (res->exited && res->status == 0))
+		goto out;
+	if (!res->exited) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' was killed by signal %d (%s)", name,
+				    res->status, strsignal(res->status));
+		goto out;
+	}
+	strbuf_rtrim(&tail);
+	line = memrchr(tail.buf, '\n', tail.len);
+	line = line ? line + 1 : tail.buf;
+	if (*line)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d: %s",
+				    name, res->status, line);
+	else
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d", name,
+				    res->status);
+out:
+	strbuf_release(&tail);
+	return ret;
+}
+
+int proc_run_shell(const char *cmdline, const struct proc_opts *opts, struct proc_result *res,
+		   struct ops_error *err)
+{
+	const char *argv[] = { "/bin/sh", "-c", cmdline, NULL };
+	struct proc_result local;
+	char *name = shell_name(cmdline);
+	int ret = run(argv, name, opts, res ? res : &local, NULL, err);
+	free(name);
+	return ret;
+}
+
+int proc_run_checked(const char *const *argv, const struct proc_opts *opts,
+		     struct proc_result *res, struct ops_error *err)
+{
+	return run_checked(argv, argv && argv[0] ? argv[0] : "", opts, res, err);
+}
+
+int proc_run_shell_checked(const char *cmdline, const struct proc_opts *opts,
+			   struct proc_result *res, struct ops_error *err)
+{
+	const char *argv[] = { "/bin/sh", "-c", cmdline, NULL };
+	char *name = shell_name(cmdline);
+	int ret = run_checked(argv, name, opts, res, err);
+	free(name);
+	return ret;
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A tour of `opsctl health` against a throwaway PostgreSQL and a demo HTTP
+# service, everything in a temporary directory that is removed at the end.
+# Exits 0 only when every step behaved as shown.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+src=$PWD
+
+bash scripts/deps.sh || exit 1
+bash scripts/build.sh || exit 1
+
+export TEST_SRCDIR=$src OPSCTL=$src/build/opsctl TEST_NAME=demo
+# The test harness: scratch directory (cwd from here on), pg_start,
+# httpd_start/httpd_set, and the EXIT trap that stops everything.
+# shellcheck source=../tests/lib/test-lib.sh
+. "$src/tests/lib/test-lib.sh"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+broken=0
+# run WANT CMD...: run a demo command in the open (output shown as is) and
+# check its exit code.
+run() {
+	local want=$1 code
+	shift
+	printf '$ %s\n' "$*" | sed "s|$OPSCTL|opsctl|; s|$TEST_SCRATCH|\$DEMO|g" >&2
+	"$@"
+	code=$?
+	if [ "$code" -eq "$want" ]; then
+		printf '    (exit %d, as expected)\n' "$code" >&2
+	else
+		printf '    !! exit %d, expected %d\n' "$code" "$want" >&2
+		broken=$((broken + 1))
+	fi
+}
+
+step "starting a throwaway PostgreSQL cluster"
+pg_start || exit 1
+say "PostgreSQL $(pg_psql 'SHOW server_version') on 127.0.0.1:$TEST_PG_PORT (data in $TEST_PG_DATA)"
+
+step "starting the demo service (its health answers are scripted)"
+httpd_start || exit 1
+httpd_set /actuator/health 200 \
+	'{"status":"UP","components":{"db":{"status":"UP"},"diskSpace":{"status":"UP"}}}'
+say "demo service on $HTTPD_URL"
+
+usage=$(df -P . | awk 'NR == 2 { sub("%", "", $5); print $5 }')
+disk_warn=$((usage < 90 ? 95 : 99))
+step "writing $TEST_SCRATCH/opsctl.conf"
+# The password stays out of the config and off the command line: DATABASE_URL.
+export DATABASE_URL=$TEST_PG_URL
+cat >opsctl.conf <<EOF
+[health]
+timeout = 5s
+
+[check "api"]
+url = $HTTPD_URL/actuator/health
+require = db
+
+[check "db"]
+type = postgres
+
+[check "scratch-disk"]
+type = disk
+path = $TEST_SCRATCH
+warn = $disk_warn%
+crit = 100%
+EOF
+sed 's/^/    /' opsctl.conf >&2
+
+step "every check of the config, as a table"
+run 0 opsctl -c opsctl.conf health
+
+step "the same as one JSON document (IETF health+json shape)"
+run 0 opsctl -c opsctl.conf --output json health
+opsctl -c opsctl.conf --output json health | "$TEST_PYTHON" -m json.tool >/dev/null ||
+	{ say "!! the JSON output does not parse"; broken=$((broken + 1)); }
+
+step "as a Nagios/Icinga plugin"
+run 0 opsctl -c opsctl.conf health --nagios
+
+step "writing a Prometheus textfile for node_exporter"
+run 0 opsctl -c opsctl.conf -q health --metrics-file "$TEST_SCRATCH/health.prom"
+sed 's/^/    /' "$TEST_SCRATCH/health.prom" >&2
+
+step "an ad hoc URL, no config needed"
+run 0 opsctl health "$HTTPD_URL/actuator/health"
+
+step "the database the config resolves (here DATABASE_URL)"
+run 0 opsctl -c opsctl.conf health --db
+
+step "a deploy gate: the service turns healthy 2 s from now; --wait keeps probing"
+httpd_control path=/actuator/health status=503 'body={"status":"DOWN"}' after_ms=2000 \
+	then_status=200 'then_body={"status":"UP","components":{"db":{"status":"UP"}}}'
+start=$(now_ms)
+run 0 opsctl health --wait 20s --interval 200ms "$HTTPD_URL/actuator/health"
+say "healthy after $(($(now_ms) - start)) ms and $(httpd_hits /actuator/health) probes"
+
+step "a failing check: the service reports DOWN, opsctl exits 1"
+httpd_set /actuator/health 503 '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}'
+run 1 opsctl health "$HTTPD_URL/actuator/health"
+
+step "an unreachable service: exit 4"
+run 4 opsctl health --timeout 2s "http://127.0.0.1:$(free_port)/actuator/health"
+
+step "stopping everything"
+if [ "$broken" -gt 0 ]; then
+	say "demo: $broken step(s) did not behave as expected"
+	exit 1
+fi
+say "demo: every step behaved as expected"
+exit 0

@@ -1,0 +1,470 @@
+# Sourced by every integration test (and scripts/demo.sh): a scratch directory,
+# cleanup of every server the test started, and small assertion helpers.
+#
+# Environment (ctest sets the first two):
+#   OPSCTL        the binary under test (default: build-test/opsctl, then build/opsctl)
+#   TEST_SRCDIR   the source tree (default: two levels above this file)
+#   TEST_KEEP=1   keep the scratch directory (and say where it is)
+#   TEST_CONTINUE=1  report every failed expectation instead of stopping at the first
+#   TEST_VERBOSE=1   show the output of every command run by expect_exit
+
+# ---- setup ---------------------------------------------------------------
+
+TEST_SRCDIR=${TEST_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+if [ -z "${OPSCTL:-}" ]; then
+	for candidate in "$TEST_SRCDIR/build-test/opsctl" "$TEST_SRCDIR/build/opsctl"; do
+		if [ -x "$candidate" ]; then
+			OPSCTL=$candidate
+			break
+		fi
+	done
+fi
+export OPSCTL TEST_SRCDIR
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+TEST_LIB_DIR="$TEST_SRCDIR/tests/lib"
+TEST_PYTHON=$(command -v /usr/bin/python3 || command -v python3)
+
+# A test sees only what it sets up itself.
+unset OPSCTL_CONFIG DATABASE_URL NO_COLOR \
+	PGHOST PGHOSTADDR PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGSERVICEFILE \
+	PGPASSFILE PGSSLMODE PGCONNECT_TIMEOUT PGOPTIONS PGAPPNAME \
+	DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD
+export LC_ALL=C LANG=C TZ=UTC
+
+TEST_ROOT_DIR=$PWD
+TEST_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/opsctl-$TEST_NAME.XXXXXX") || {
+	echo "$TEST_NAME: cannot create a scratch directory" >&2
+	exit 1
+}
+chmod 755 "$TEST_SCRATCH"     # the postgres user must be able to enter it
+export HOME="$TEST_SCRATCH"    # no ~/.pgpass or ~/.psqlrc from the real user
+cd "$TEST_SCRATCH" || exit 1
+
+TEST_FAILURES=0
+TEST_CHECKS=0
+TEST_SERVERS=()     # "pg DATADIR" or "httpd PID", stopped in reverse order
+TEST_WATCHDOG_PID=
+
+# ---- messages ------------------------------------------------------------
+
+say() {
+	printf '# %s\n' "$*" >&2
+}
+
+fail() {
+	TEST_FAILURES=$((TEST_FAILURES + 1))
+	printf 'FAIL %s: %s\n' "$TEST_NAME" "$*" >&2
+	if [ -z "${TEST_CONTINUE:-}" ]; then
+		exit 1
+	fi
+	return 1
+}
+
+skip_all() {
+	say "skipping $TEST_NAME: $*"
+	exit 0
+}
+
+# Indented copy of a file for failure messages (at most 40 lines).
+show_file() {
+	local label=$1 file=$2
+	if [ -s "$file" ]; then
+		printf -- '--- %s (%s):\n' "$label" "$file" >&2
+		head -c 4000 "$file" | head -n 40 | sed 's/^/    /' >&2
+		printf '\n' >&2
+	else
+		printf -- '--- %s: (empty)\n' "$label" >&2
+	fi
+}
+
+# ---- assertions ----------------------------------------------------------
+
+now_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	printf '%s\n' "$((t / 1000))"
+}
+
+# expect_exit CODE[,CODE...] CMD ARGS...
+# Runs CMD with stdout in ./out and stderr in ./err; fails, showing both, when
+# the exit code is not one of CODEs or a sanitizer reported anything.
+# Sets LAST_EXIT and LAST_ELAPSED_MS.
+expect_exit() {
+	local want=$1 start code
+	shift
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	start=$(now_ms)
+	"$@" >out 2>err </dev/null
+	code=$?
+	LAST_ELAPSED_MS=$(($(now_ms) - start))
+	LAST_EXIT=$code
+	if [ -n "${TEST_VERBOSE:-}" ]; then
+		say "\$ $* -> exit $code in ${LAST_ELAPSED_MS} ms"
+		sed 's/^/    out: /' out >&2
+		sed 's/^/    err: /' err >&2
+	fi
+	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' err; then
+		show_file stderr err
+		fail "sanitizer report from: $*"
+		return 1
+	fi
+	case ",$want," in
+	*",$code,"*) return 0 ;;
+	esac
+	show_file stdout out
+	show_file stderr err
+	fail "expected exit $want, got $code (${LAST_ELAPSED_MS} ms): $*"
+}
+
+# expect_faster MS: the last expect_exit took less than MS milliseconds.
+expect_faster() {
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	[ "$LAST_ELAPSED_MS" -lt "$1" ] ||
+		fail "expected the command to finish within $1 ms, took $LAST_ELAPSED_MS ms"
+}
+
+# expect_slower MS: the last expect_exit took at least MS milliseconds.
+expect_slower() {
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	[ "$LAST_ELAPSED_MS" -ge "$1" ] ||
+		fail "expected the command to take at least $1 ms, took $LAST_ELAPSED_MS ms"
+}
+
+# expect_grep ERE FILE...: some line of some FILE matches.
+expect_grep() {
+	local pattern=$1 f
+	shift
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	grep -qE -e "$pattern" -- "$@" && return 0
+	for f in "$@"; do show_file "$f" "$f"; done
+	fail "expected /$pattern/ in $*"
+}
+
+# expect_no_grep ERE FILE...: no line of any FILE matches.
+expect_no_grep() {
+	local pattern=$1 f
+	shift
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	grep -qE -e "$pattern" -- "$@" || return 0
+	for f in "$@"; do show_file "$f" "$f"; done
+	fail "did not expect /$pattern/ in $*"
+}
+
+expect_file_same() {
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	cmp -s -- "$1" "$2" && return 0
+	diff -u -- "$1" "$2" | head -n 40 >&2
+	fail "files differ: $1 $2"
+}
+
+# expect_json FILE PYTHON-EXPR: FILE is one JSON document (bound to d) and the
+# expression is true, e.g. expect_json out 'd["status"] == "pass"'.
+expect_json() {
+	local file=$1 expr=$2
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	local msg
+	msg=$("$TEST_PYTHON" -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1], encoding="utf-8"))
+except Exception as exc:
+    print("not valid JSON: %s" % exc); sys.exit(1)
+try:
+    ok = eval(sys.argv[2], {"d": d})
+except Exception as exc:
+    print("%s: %s" % (type(exc).__name__, exc)); sys.exit(1)
+if not ok:
+    print("false"); sys.exit(1)
+' "$file" "$expr" 2>&1) && return 0
+	show_file "$file" "$file"
+	fail "expect_json $file: $expr: $msg"
+}
+
+# ---- ports ---------------------------------------------------------------
+
+# free_port: print a port in 20000-60000 on 127.0.0.1 that nothing listens on now.
+free_port() {
+	if [ -n "$TEST_PYTHON" ]; then
+		"$TEST_PYTHON" -c '
+import random, socket
+for _ in range(500):
+    port = random.randint(20000, 60000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    c = socket.socket()
+    c.settimeout(0.2)
+    try:
+        if c.connect_ex(("127.0.0.1", port)) != 0:
+            print(port); break
+    finally:
+        c.close()
+'
+		return
+	fi
+	local port i
+	for i in $(seq 500); do
+		port=$((20000 + RANDOM % 40001))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# wait_for SECONDS CMD ARGS...: poll CMD every 0.1 s until it succeeds.
+wait_for() {
+	local deadline=$(($(now_ms) + $1 * 1000))
+	shift
+	until "$@"; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.1
+	done
+}
+
+# ---- cleanup ---------------------------------------------------------------
+
+# A detached watchdog stops the PostgreSQL clusters and removes the scratch
+# directory if this shell is killed without running its EXIT trap (a ctest
+# timeout). httpd.py watches its parent itself.
+test_start_watchdog() {
+	[ -z "$TEST_WATCHDOG_PID" ] || return 0
+	setsid bash -c '
+		while kill -0 "$1" 2>/dev/null; do sleep 1; done
+		while read -r kind arg; do
+			case $kind in
+			pg) pid=$(head -n 1 "$arg/postmaster.pid" 2>/dev/null)
+			    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null ;;
+			esac
+		done < "$2/.servers"
+		sleep 1
+		[ -n "$3" ] || rm -rf "$2"
+	' test-watchdog "$$" "$TEST_SCRATCH" "${TEST_KEEP:-}" </dev/null >/dev/null 2>&1 &
+	TEST_WATCHDOG_PID=$!
+}
+
+test_register_server() {
+	TEST_SERVERS+=("$1 $2")
+	printf '%s %s\n' "$1" "$2" >>"$TEST_SCRATCH/.servers"
+	test_start_watchdog
+}
+
+test_cleanup() {
+	local code=$? i kind arg
+	trap - EXIT
+	cd / || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		read -r kind arg <<<"${TEST_SERVERS[$i]}"
+		case $kind in
+		pg) pg_stop "$arg" ;;
+		httpd) httpd_stop "$arg" ;;
+		esac
+	done
+	if [ -n "$TEST_WATCHDOG_PID" ]; then
+		kill "$TEST_WATCHDOG_PID" 2>/dev/null
+		wait "$TEST_WATCHDOG_PID" 2>/dev/null
+	fi
+	if [ "$code" -eq 0 ] && [ "$TEST_FAILURES" -gt 0 ]; then
+		code=1
+	fi
+	if [ -n "${TEST_KEEP:-}" ]; then
+		say "scratch directory kept: $TEST_SCRATCH"
+	else
+		rm -rf "$TEST_SCRATCH"
+	fi
+	exit "$code"
+}
+trap test_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# test_done: the last line of every test.
+test_done() {
+	if [ "$TEST_FAILURES" -gt 0 ]; then
+		say "$TEST_NAME: $TEST_FAILURES of $TEST_CHECKS checks failed"
+		exit 1
+	fi
+	if [ "$TEST_CHECKS" -gt 0 ]; then
+		say "$TEST_NAME: all $TEST_CHECKS checks passed"
+	else
+		say "$TEST_NAME: passed"
+	fi
+	exit 0
+}
+
+# require_opsctl: stop early with a clear message when there is no binary.
+require_opsctl() {
+	[ -n "${OPSCTL:-}" ] && [ -x "$OPSCTL" ] ||
+		fail "no opsctl binary (set OPSCTL, or build into build-test/ or build/)"
+}
+
+# ---- PostgreSQL ----------------------------------------------------------
+
+pg_find_bindir() {
+	local dir
+	dir=$(pg_config --bindir 2>/dev/null)
+	if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+		echo "$dir"
+		return 0
+	fi
+	for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4,4n -r); do
+		if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+			echo "$dir"
+			return 0
+		fi
+	done
+	dir=$(dirname "$(command -v initdb 2>/dev/null)" 2>/dev/null)
+	[ -n "$dir" ] && [ -x "$dir/pg_ctl" ] && echo "$dir"
+}
+
+# pg_as_owner CMD...: run as the cluster's owner (postgres when we are root).
+pg_as_owner() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# pg_start: a throwaway cluster in ./pg, listening on 127.0.0.1:TEST_PG_PORT
+# (scram-sha-256 with TEST_PG_PASSWORD) and on a unix socket in ./pgsock (trust).
+# Sets TEST_PG_BINDIR TEST_PG_DATA TEST_PG_SOCKDIR TEST_PG_PORT TEST_PG_PASSWORD
+# TEST_PG_URL. Exports nothing.
+pg_start() {
+	local attempt
+	TEST_PG_BINDIR=$(pg_find_bindir) || true
+	[ -n "$TEST_PG_BINDIR" ] || fail "pg_start: no initdb/pg_ctl found (is postgresql installed?)"
+	TEST_PG_DATA=$TEST_SCRATCH/pg
+	TEST_PG_SOCKDIR=$TEST_SCRATCH/pgsock
+	TEST_PG_PASSWORD="pw-$RANDOM$RANDOM-secret"
+	mkdir -p "$TEST_PG_DATA" "$TEST_PG_SOCKDIR" || fail "pg_start: mkdir"
+	printf '%s\n' "$TEST_PG_PASSWORD" >"$TEST_SCRATCH/pg.pw"
+	: >"$TEST_SCRATCH/pg.log"
+	chmod 700 "$TEST_PG_DATA"
+	chmod 600 "$TEST_SCRATCH/pg.pw"
+	if [ "$(id -u)" -eq 0 ]; then
+		id postgres >/dev/null 2>&1 || fail "pg_start: running as root but there is no postgres user"
+		chown postgres: "$TEST_PG_DATA" "$TEST_PG_SOCKDIR" "$TEST_SCRATCH/pg.pw" "$TEST_SCRATCH/pg.log"
+	fi
+	pg_as_owner "$TEST_PG_BINDIR/initdb" -D "$TEST_PG_DATA" -U postgres \
+		--pwfile="$TEST_SCRATCH/pg.pw" --auth-local=trust --auth-host=scram-sha-256 \
+		-E UTF8 --locale=C --no-sync --no-instructions >"$TEST_SCRATCH/initdb.log" 2>&1 || {
+		show_file initdb.log "$TEST_SCRATCH/initdb.log"
+		fail "pg_start: initdb failed"
+		return 1
+	}
+	rm -f "$TEST_SCRATCH/pg.pw"
+	cat >>"$TEST_PG_DATA/postgresql.conf" <<-EOF
+	# opsctl test harness
+	listen_addresses = '127.0.0.1'
+	unix_socket_directories = '$TEST_PG_SOCKDIR'
+	fsync = off
+	synchronous_commit = off
+	full_page_writes = off
+	shared_buffers = 16MB
+	max_connections = 40
+	password_encryption = 'scram-sha-256'
+	log_min_messages = warning
+	EOF
+	for attempt in 1 2 3 4 5; do
+		TEST_PG_PORT=$(free_port)
+		if pg_as_owner "$TEST_PG_BINDIR/pg_ctl" -D "$TEST_PG_DATA" -l "$TEST_SCRATCH/pg.log" \
+			-o "-p $TEST_PG_PORT" -w -t 60 start >"$TEST_SCRATCH/pg_ctl.out" 2>&1; then
+			test_register_server pg "$TEST_PG_DATA"
+			TEST_PG_URL="postgresql://postgres:$TEST_PG_PASSWORD@127.0.0.1:$TEST_PG_PORT/postgres"
+			return 0
+		fi
+		grep -q 'already in use' "$TEST_SCRATCH/pg.log" 2>/dev/null || break
+		say "pg_start: port $TEST_PG_PORT taken, trying another"
+	done
+	show_file pg_ctl "$TEST_SCRATCH/pg_ctl.out"
+	show_file pg.log "$TEST_SCRATCH/pg.log"
+	fail "pg_start: pg_ctl start failed"
+}
+
+# pg_stop [DATADIR]
+pg_stop() {
+	local data=${1:-$TEST_PG_DATA} i
+	[ -n "$data" ] && [ -f "$data/postmaster.pid" ] || return 0
+	pg_as_owner "$TEST_PG_BINDIR/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+		pg_as_owner "$TEST_PG_BINDIR/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "pg $data" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+}
+
+# pg_psql SQL: run SQL as postgres over the unix socket; rows on stdout,
+# unaligned, tuples only.
+pg_psql() {
+	local psql="$TEST_PG_BINDIR/psql"
+	[ -x "$psql" ] || psql=psql
+	"$psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$TEST_PG_SOCKDIR" -p "$TEST_PG_PORT" \
+		-U postgres -d postgres -c "$1"
+}
+
+# ---- the controllable HTTP service ---------------------------------------
+
+# httpd_start: start tests/lib/httpd.py; sets HTTPD_PORT, HTTPD_URL, HTTPD_PID.
+httpd_start() {
+	local portfile="$TEST_SCRATCH/httpd.port"
+	rm -f "$portfile"
+	"$TEST_PYTHON" "$TEST_LIB_DIR/httpd.py" --port-file "$portfile" --parent-pid $$ \
+		--max-seconds 900 --log "$TEST_SCRATCH/httpd.log" </dev/null >/dev/null 2>"$TEST_SCRATCH/httpd.err" &
+	HTTPD_PID=$!
+	test_register_server httpd "$HTTPD_PID"
+	wait_for 30 test -s "$portfile" || {
+		show_file httpd.err "$TEST_SCRATCH/httpd.err"
+		fail "httpd_start: the test HTTP service did not start"
+		return 1
+	}
+	HTTPD_PORT=$(cat "$portfile")
+	HTTPD_URL="http://127.0.0.1:$HTTPD_PORT"
+	curl -fsS --max-time 10 "$HTTPD_URL/__ping" >/dev/null || fail "httpd_start: no answer on $HTTPD_URL"
+}
+
+# httpd_stop [PID]
+httpd_stop() {
+	local pid=${1:-$HTTPD_PID} i
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "httpd $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	return 0
+}
+
+# httpd_control FIELD=VALUE...: configure a path (see httpd.py for the fields),
+# e.g. httpd_control path=/health status=503 after_ms=2000 then_status=200.
+httpd_control() {
+	local args=() kv
+	for kv in "$@"; do
+		args+=(--data-urlencode "$kv")
+	done
+	curl -fsS --max-time 10 "${args[@]}" "$HTTPD_URL/__control" >/dev/null ||
+		fail "httpd_control $*: the control request failed"
+}
+
+# httpd_set PATH STATUS BODY [DELAY_MS] [CONTENT_TYPE]
+httpd_set() {
+	httpd_control "path=$1" "status=$2" "body=$3" "delay_ms=${4:-0}" "content_type=${5:-}"
+}
+
+# httpd_hits PATH [FIELD]: how many requests PATH got (FIELD hits_then: answered
+# with the then_* spec) since it was last set.
+httpd_hits() {
+	curl -fsS --max-time 10 "$HTTPD_URL/__stats?path=$1" |
+		"$TEST_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "${2:-hits}"
+}
+
+# ---- opsctl --------------------------------------------------------------
+
+# opsctl ARGS...: the binary under test (for use with expect_exit).
+opsctl() {
+	"$OPSCTL" "$@"
+}
