@@ -257,33 +257,44 @@ int db_resolve(struct db_target *t, const char *flag_url, const struct config *c
 	return 0;
 }
 
-/* libpq's messages, shortened to the reason: "connection refused". */
+/* libpq's messages, shortened to the reason: "connection refused". libpq
+ * writes one line per attempt and indents its own hints; the last
+ * unindented line is the most specific reason. */
 static void clean_pq_message(struct strbuf *out, const char *msg)
 {
-	struct strbuf sb = STRBUF_INIT;
-	const char *p;
+	const char *line = msg ? msg : "", *best = NULL, *p;
+	size_t best_len = 0;
 
-	strbuf_addstr(&sb, msg ? msg : "");
-	strbuf_trim(&sb);
-	/* keep the last non-empty line: the most specific reason */
-	p = strrchr(sb.buf, '\n');
-	p = p ? p + 1 : sb.buf;
-	{
-		const char *f = strstr(p, " failed: ");
-		if (f && starts_with(p, "connection to server"))
-			p = f + 9;
+	strbuf_reset(out);
+	while (*line) {
+		size_t len = strcspn(line, "\n");
+		if (len && line[0] != '\t' && line[0] != ' ') {
+			best = line;
+			best_len = len;
+		}
+		line += len;
+		if (*line)
+			line++;
 	}
-	if (starts_with(p, "FATAL:  "))
-		p += 8;
-	else if (starts_with(p, "ERROR:  "))
-		p += 8;
-	strbuf_addstr(out, p);
+	if (!best)
+		return;
+	strbuf_add(out, best, best_len);
+	p = strstr(out->buf, " failed: ");
+	if (p && starts_with(out->buf, "connection to server")) {
+		size_t skip = (size_t)(p - out->buf) + 9;
+		memmove(out->buf, out->buf + skip, out->len - skip + 1);
+		out->len -= skip;
+	}
+	if (starts_with(out->buf, "FATAL:  ") || starts_with(out->buf, "ERROR:  ")) {
+		memmove(out->buf, out->buf + 8, out->len - 8 + 1);
+		out->len -= 8;
+	}
+	strbuf_trim(out);
 	if (out->len && isupper((unsigned char)out->buf[0]) &&
 	    !(out->len > 1 && isupper((unsigned char)out->buf[1])))
 		out->buf[0] = (char)tolower((unsigned char)out->buf[0]);
-	while (out->len && (out->buf[out->len - 1] == '.' || out->buf[out->len - 1] == '\n'))
+	while (out->len && out->buf[out->len - 1] == '.')
 		strbuf_setlen(out, out->len - 1);
-	strbuf_release(&sb);
 }
 
 static int answered_but_refused(const char *msg)

@@ -30,6 +30,7 @@ struct parse_state {
 	char *subsection;
 	size_t block_start;     /* first entry under the current header */
 	const struct envfile *env;
+	unsigned flags;         /* CONFIG_KEEP_UNDEFINED */
 	struct ops_error *err;
 	int failed;             /* err holds the reason; stop reading */
 };
@@ -258,6 +259,11 @@ static int expand_value(struct parse_state *st, const char *in, const char *disp
 		val = getenv(var.buf);
 		if (!val && st->env)
 			val = envfile_get(st->env, var.buf);
+		if (!val && (st->flags & CONFIG_KEEP_UNDEFINED)) {
+			strbuf_add(out, p, (size_t)(close - p) + 1);
+			p = close + 1;
+			continue;
+		}
 		if (!val) {
 			ret = fail(st, "undefined variable '%s' in '%s'", var.buf, display_key);
 			ops_error_hint(st->err,
@@ -349,7 +355,7 @@ static void configure_inih(void)
 }
 
 static int parse_text(struct config *cfg, const char *name, const char *text, size_t len,
-		      const struct envfile *env, struct ops_error *err)
+		      const struct envfile *env, unsigned flags, struct ops_error *err)
 {
 	struct config parsed;
 	struct parse_state st;
@@ -363,6 +369,7 @@ static int parse_text(struct config *cfg, const char *name, const char *text, si
 	st.len = len;
 	st.at_line_start = 1;
 	st.env = env;
+	st.flags = flags;
 	st.err = err;
 
 	configure_inih();
@@ -394,11 +401,17 @@ out:
 int config_load_string(struct config *cfg, const char *name, const char *text,
 		       const struct envfile *env, struct ops_error *err)
 {
-	return parse_text(cfg, name, text, strlen(text), env, err);
+	return parse_text(cfg, name, text, strlen(text), env, 0, err);
 }
 
 int config_load(struct config *cfg, const char *path, const struct envfile *env,
 		struct ops_error *err)
+{
+	return config_load_flags(cfg, path, env, 0, err);
+}
+
+int config_load_flags(struct config *cfg, const char *path, const struct envfile *env,
+		      unsigned flags, struct ops_error *err)
 {
 	struct strbuf buf = STRBUF_INIT;
 	char reason[128];
@@ -420,7 +433,7 @@ int config_load(struct config *cfg, const char *path, const struct envfile *env,
 			break;
 		strbuf_setlen(&buf, buf.len + (size_t)n);
 	}
-	ret = parse_text(cfg, path, buf.buf, buf.len, env, err);
+	ret = parse_text(cfg, path, buf.buf, buf.len, env, flags, err);
 	goto out;
 read_error:
 	errno_text(reason, sizeof(reason), errno);

@@ -377,11 +377,14 @@ void envfile_set(struct envfile *env, const char *key, const char *value)
 
 		if (env->nr && !ends_with(env->lines[env->nr - 1].raw, "\n")) {
 			struct envfile_line *last = &env->lines[env->nr - 1];
-			size_t n = strlen(last->raw), k = strlen(eol);
+			size_t n = strlen(last->raw);
+			/* a final "\r" was read as a line ending: complete it, don't double it */
+			const char *nl = n && last->raw[n - 1] == '\r' ? "\n" : eol;
+			size_t k = strlen(nl);
 			char *joined = xmalloc(n + k + 1);
 
 			memcpy(joined, last->raw, n);
-			memcpy(joined + n, eol, k + 1);
+			memcpy(joined + n, nl, k + 1);
 			free_secret(last->raw);
 			last->raw = joined;
 		}

@@ -366,7 +366,8 @@ int probe_add_configured(struct probe_set *set, const struct config *cfg, const 
 			return config_error(cfg, config_find_entry(cfg, "check", name, "type"), err,
 					    "check '%s' of type disk needs a path", name);
 		p->path = xstrdup(path);
-		/* fall through: thresholds */
+		/* thresholds below */
+		__attribute__((fallthrough));
 	case PROBE_MEMORY:
 		if (config_get_percent(cfg, "check", name, "warn", &p->warn_pct, err) < 0 ||
 		    config_get_percent(cfg, "check", name, "crit", &p->crit_pct, err) < 0)
