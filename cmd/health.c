@@ -255,12 +255,23 @@ static void prom_label(struct strbuf *sb, const char *v)
 	}
 }
 
+static int metric_status(enum probe_state s)
+{
+	switch (s) {
+	case PROBE_PASS: return 0;
+	case PROBE_WARN: return 1;
+	case PROBE_FAIL: return 2;
+	case PROBE_UNREACHABLE: return 3;
+	}
+	return 2;
+}
+
 static int write_metrics(const char *path, const struct probe_set *set, struct ops_error *err)
 {
 	struct strbuf sb = STRBUF_INIT;
 	static const char *const metrics[][3] = {
 		{ "opsctl_check_up", "1 if the check passed or only warned, 0 if it failed or was unreachable", "gauge" },
-		{ "opsctl_check_status", "0 pass, 1 warn, 2 unreachable, 3 fail", "gauge" },
+		{ "opsctl_check_status", "0 pass, 1 warn, 2 fail, 3 unreachable", "gauge" },
 		{ "opsctl_check_duration_seconds", "how long the check took", "gauge" },
 	};
 	int ret;
@@ -276,7 +287,7 @@ static int write_metrics(const char *path, const struct probe_set *set, struct o
 			if (m == 0)
 				strbuf_addf(&sb, "%d\n", p->state <= PROBE_WARN);
 			else if (m == 1)
-				strbuf_addf(&sb, "%d\n", (int)p->state);
+				strbuf_addf(&sb, "%d\n", metric_status(p->state));
 			else
 				strbuf_addf(&sb, "%.6f\n", p->duration_ms / 1000.0);
 		}
@@ -295,8 +306,9 @@ static int read_defaults(struct opsctl_ctx *ctx, struct health_opts *o)
 	long consecutive = 0;
 	if (!ctx->have_config)
 		return 0;
+	/* [health] wait is the deploy gate's; a plain `opsctl health` waits
+	 * only when asked with --wait, so cron and --nagios runs stay short. */
 	if ((!o->timeout_ms && config_get_duration_ms(cfg, "health", NULL, "timeout", &o->timeout_ms, &ctx->err) < 0) ||
-	    (!o->wait_ms && config_get_duration_ms(cfg, "health", NULL, "wait", &o->wait_ms, &ctx->err) < 0) ||
 	    (!o->interval_ms && config_get_duration_ms(cfg, "health", NULL, "interval", &o->interval_ms, &ctx->err) < 0) ||
 	    config_get_int(cfg, "health", NULL, "consecutive", 1, 1000, &consecutive, &ctx->err) < 0)
 		return -ctx->err.code;
@@ -337,7 +349,7 @@ static int build_set(struct opsctl_ctx *ctx, struct health_opts *o, int argc, co
 				goto out;
 		}
 	}
-	if (!argc && ctx->have_config && !(o->db && !argc && !config_subsections(&ctx->cfg, "check", NULL))) {
+	if (!argc && ctx->have_config) {
 		const char **names = NULL;
 		size_t n = config_subsections(&ctx->cfg, "check", &names);
 		for (size_t i = 0; i < n && ret >= 0; i++)
@@ -390,17 +402,30 @@ int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx)
 	memset(&o, 0, sizeof(o));
 	memset(&d, 0, sizeof(d));
 	probe_set_init(&set);
+	/* the monitoring-plugin contract holds even for a bad option */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--nagios"))
+			o.nagios = 1;
 	n = cmd_parse_options(ctx, options, health_usage, argc, argv);
 	if (n == OPTS_HELP)
 		return OPS_EXIT_OK;
-	if (n < 0)
+	if (n < 0) {
+		if (o.nagios)
+			printf("HEALTH UNKNOWN - %s\n", ctx->err.msg.buf);
 		return o.nagios ? OPS_NAGIOS_UNKNOWN : OPS_EXIT_USAGE;
+	}
 
 	d.warn_pct = d.crit_pct = -1;
+	d.force_timeout_ms = o.timeout_ms;
 	if ((o.warn && parse_percent(o.warn, &d.warn_pct, &ctx->err) < 0) ||
 	    (o.crit && parse_percent(o.crit, &d.crit_pct, &ctx->err) < 0) ||
-	    (o.consecutive < 0 || read_defaults(ctx, &o) < 0)) {
+	    read_defaults(ctx, &o) < 0) {
 		code = ctx->err.code ? ctx->err.code : OPS_EXIT_USAGE;
+		goto fail;
+	}
+	if (d.warn_pct >= 0 && d.crit_pct >= 0 && d.warn_pct > d.crit_pct) {
+		ops_error_set(&ctx->err, OPS_EXIT_USAGE, "--warn %s is above --crit %s", o.warn, o.crit);
+		code = OPS_EXIT_USAGE;
 		goto fail;
 	}
 	d.timeout_ms = o.timeout_ms;
@@ -411,32 +436,28 @@ int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx)
 		goto fail;
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
 	if (o.wait_ms > 0) {
-		int ret = probe_wait(&set, o.wait_ms, o.interval_ms ? o.interval_ms : 1000,
-				     (unsigned)(o.consecutive ? o.consecutive : 1), on_round, ctx, &ctx->err);
+		int ret;
+		/* Ctrl-C while waiting stops the wait cleanly (exit 10) */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+		ret = probe_wait(&set, o.wait_ms, o.interval_ms ? o.interval_ms : 1000,
+				 (unsigned)(o.consecutive ? o.consecutive : 1), on_round, ctx, &ctx->err);
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
 		term_progress_done(&ctx->term);
-		for (size_t i = 0; i < set.nr; i++)
-			if (set.items[i].passes_in_row > rounds)
-				rounds = set.items[i].passes_in_row;
+		rounds = set.rounds;
 		if (ret < 0) {
 			code = ctx->err.code;
-			sigaction(SIGINT, &old_int, NULL);
-			sigaction(SIGTERM, &old_term, NULL);
 			goto fail;
 		}
 	} else if (probe_run_all(&set, &ctx->err) < 0) {
 		code = ctx->err.code;
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
 		goto fail;
 	}
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
 
 	code = probe_exit_code(&set);
 	if (o.metrics_file && write_metrics(o.metrics_file, &set, &ctx->err) < 0) {
@@ -449,8 +470,9 @@ int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx)
 		code = ctx->err.code && code == OPS_EXIT_FAILED && ncode != OPS_NAGIOS_CRITICAL
 			       ? OPS_NAGIOS_UNKNOWN : ncode;
 	} else if (ctx->json) {
-		print_json(&set, code, o.wait_ms > 0 ? rounds : 0);
-	} else {
+		print_json(&set, code, rounds);
+	} else if (!(ctx->quiet && code == OPS_EXIT_OK)) {
+		/* -q: silent on success (cron); a failure still shows the table */
 		print_table(ctx, &set);
 	}
 	if (!o.nagios && code != OPS_EXIT_OK && !ctx->json) {

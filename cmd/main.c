@@ -100,7 +100,7 @@ int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx)
 	const struct cmd_struct *c;
 	const char *hargv[] = { NULL, "-h", NULL };
 
-	if (argc < 2) {
+	if (argc < 2 || argv[1][0] == '-') {
 		opts_usage(stdout, main_usage, NULL);
 		print_commands(stdout);
 		return OPS_EXIT_OK;
@@ -151,7 +151,7 @@ void cmd_print_json(cJSON *doc)
  * again so ${VAR} can come from the env file. */
 static int load_config(struct opsctl_ctx *ctx, unsigned flags)
 {
-	char *path = NULL;
+	char *path = NULL, *env_owned = NULL;
 	const char *env_path = ctx->env_file_opt;
 	int ret;
 
@@ -168,8 +168,15 @@ static int load_config(struct opsctl_ctx *ctx, unsigned flags)
 		ret = config_load_flags(&ctx->cfg, path, NULL, CONFIG_KEEP_UNDEFINED, &ctx->err);
 		if (ret < 0)
 			goto out;
-		if (!env_path)
+		if (!env_path) {
 			env_path = config_get(&ctx->cfg, "app", NULL, "env_file");
+			if (env_path && env_path[0] != '/' && strchr(path, '/')) {
+				/* relative to the config file, so cron's cwd does not matter */
+				const char *slash = strrchr(path, '/');
+				env_owned = xstrfmt("%.*s/%s", (int)(slash - path), path, env_path);
+				env_path = env_owned;
+			}
+		}
 	}
 	if (env_path) {
 		ret = envfile_load(&ctx->env, env_path, &ctx->err);
@@ -188,6 +195,7 @@ static int load_config(struct opsctl_ctx *ctx, unsigned flags)
 	ret = 0;
 out:
 	free(path);
+	free(env_owned);
 	return ret;
 }
 

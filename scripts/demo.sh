@@ -12,7 +12,7 @@ bash scripts/build.sh || exit 1
 export TEST_SRCDIR=$src OPSCTL=$src/build/opsctl TEST_NAME=demo
 # The test harness: scratch directory (cwd from here on), pg_start,
 # httpd_start/httpd_set, and the EXIT trap that stops everything.
-# shellcheck source=../tests/lib/test-lib.sh
+# shellcheck source=tests/lib/test-lib.sh
 . "$src/tests/lib/test-lib.sh"
 
 step() { printf '\n==> %s\n' "$*" >&2; }

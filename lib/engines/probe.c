@@ -205,7 +205,7 @@ int probe_add_target(struct probe_set *set, const char *target, const struct pro
 		p = probe_new(set, target, PROBE_TCP, d);
 		p->host = host;
 		p->port = port;
-		p->redis = redis;
+		p->redis = redis || !strcmp(port, "6379");
 	} else if (starts_with(target, "disk:")) {
 		if (!target[5])
 			return ops_error_set(err, OPS_EXIT_USAGE, "invalid target '%s' (expected disk:/PATH)", target);
@@ -304,6 +304,8 @@ int probe_add_configured(struct probe_set *set, const struct config *cfg, const 
 		return -err->code;
 	if (timeout > 0)
 		p->timeout_ms = timeout;
+	if (d && d->force_timeout_ms > 0)
+		p->timeout_ms = d->force_timeout_ms;
 	p->max_body = (size_t)max_body;
 
 	switch (pt) {
@@ -333,6 +335,8 @@ int probe_add_configured(struct probe_set *set, const struct config *cfg, const 
 			p = &set->items[set->nr - 1];
 			if (timeout > 0)
 				p->timeout_ms = timeout;
+			if (d->force_timeout_ms > 0)
+				p->timeout_ms = d->force_timeout_ms;
 		} else
 			ret = db_resolve(&p->db, NULL, cfg, env, err);
 		if (ret < 0)
@@ -589,10 +593,9 @@ enum probe_state probe_judge_http(long status, const char *content_type, const c
 				required = 1;
 		if (required || cs[k].state == PROBE_PASS)
 			continue;
+		/* Only named: the service's own aggregate status decides (an
+		 * Actuator that reports UP with a DOWN component was told to). */
 		strbuf_addf(&notes, "%s%s %s", notes.len ? ", " : "", cs[k].name, cs[k].word);
-		/* a component down behind an overall UP is a warning, not a failure */
-		if (overall == PROBE_PASS)
-			overall = PROBE_WARN;
 	}
 	if (notes.len)
 		strbuf_addf(detail, " (%s)", notes.buf);
@@ -1017,6 +1020,7 @@ int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsi
 		if (ret < 0)
 			break;
 		round++;
+		set->rounds = round;
 		for (size_t i = 0; i < set->nr; i++) {
 			struct probe *p = &set->items[i];
 			if (p->state == PROBE_PASS || p->state == PROBE_WARN)

@@ -36,7 +36,7 @@ struct probe {
 	enum probe_state state;
 	struct strbuf detail;  /* one line: "HTTP 200, status UP", "45% used (warn 70%)" */
 	double duration_ms;
-	double observed;       /* disk/memory %, postgres connections %, else latency ms */
+	double observed;       /* disk/memory: % used; http/tcp/postgres: latency in ms */
 	const char *unit;      /* "%" or "ms" */
 	long http_status;
 	char *server_version;  /* postgres */
@@ -48,10 +48,12 @@ struct probe {
 struct probe_set {
 	struct probe *items;
 	size_t nr, alloc;
+	unsigned rounds;       /* rounds run by the last probe_wait */
 };
 
 struct probe_defaults {
-	int64_t timeout_ms;          /* per check */
+	int64_t timeout_ms;          /* per check, unless the check sets its own */
+	int64_t force_timeout_ms;    /* from the command line: beats the check's own */
 	const char *require;         /* ad hoc URLs: comma/space list */
 	const char *expect;
 	double warn_pct, crit_pct;   /* ad hoc disk/memory; <0 = the type's default */

@@ -17,7 +17,7 @@ void term_setup(struct term *t, int quiet, int verbose, int no_color, int json_o
 	t->verbose = verbose;
 	t->color_err = color_ok && isatty(STDERR_FILENO);
 	t->color_out = color_ok && !json_output && isatty(STDOUT_FILENO);
-	t->progress = !quiet && !json_output && isatty(STDERR_FILENO) && !(tm && !strcmp(tm, "dumb"));
+	t->progress = color_ok && !quiet && !json_output && isatty(STDERR_FILENO);
 }
 
 const char *term_color(int enabled, enum term_color c)

@@ -6,7 +6,7 @@ require_opsctl
 expect_exit 0 opsctl --version
 expect_grep '^opsctl 0\.1\.0$' out
 for lib in libpq libcurl cJSON zlib libarchive OpenSSL; do
-	expect_grep "^ *$lib[ :].*[0-9]+\.[0-9]+" out
+	expect_grep "^ *${lib}[ :].*[0-9]+\.[0-9]+" out
 done
 expect_no_grep . err
 
@@ -31,8 +31,8 @@ expect_grep '^ +health ' out
 # -h and help CMD print the command's usage to stdout, identically.
 expect_exit 0 opsctl health -h
 expect_grep '[Uu]sage: opsctl .*health' out
-expect_grep -- '--wait' out
-expect_grep -- '--nagios' out
+expect_grep '--wait' out
+expect_grep '--nagios' out
 mv out health-h.out
 expect_exit 0 opsctl help health
 expect_file_same health-h.out out

@@ -137,7 +137,7 @@ httpd_set /malformed2 200 '{"status": UP}'
 expect_exit 1 opsctl health "$HTTPD_URL/malformed2"
 expect_grep 'malformed JSON' out err
 httpd_set /notobject 200 '["UP"]' 0 application/json
-expect_exit 1,0 opsctl health "$HTTPD_URL/notobject"
+expect_exit 0,1,6 opsctl health "$HTTPD_URL/notobject"
 httpd_set /nostatus 200 '{"foo":"bar"}' 0 application/json
 expect_exit 0,1,6 opsctl health "$HTTPD_URL/nostatus"
 httpd_set /nonstring 200 '{"status":42}' 0 application/json

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by every integration test (and scripts/demo.sh): a scratch directory,
 # cleanup of every server the test started, and small assertion helpers.
 #
@@ -31,7 +32,6 @@ unset OPSCTL_CONFIG DATABASE_URL NO_COLOR \
 	DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD
 export LC_ALL=C LANG=C TZ=UTC
 
-TEST_ROOT_DIR=$PWD
 TEST_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/opsctl-$TEST_NAME.XXXXXX") || {
 	echo "$TEST_NAME: cannot create a scratch directory" >&2
 	exit 1
@@ -384,6 +384,17 @@ pg_start() {
 	show_file pg_ctl "$TEST_SCRATCH/pg_ctl.out"
 	show_file pg.log "$TEST_SCRATCH/pg.log"
 	fail "pg_start: pg_ctl start failed"
+}
+
+# pg_resume: start the cluster of the last pg_start again, on the same port.
+pg_resume() {
+	pg_as_owner "$TEST_PG_BINDIR/pg_ctl" -D "$TEST_PG_DATA" -l "$TEST_SCRATCH/pg.log" \
+		-o "-p $TEST_PG_PORT" -w -t 60 start >"$TEST_SCRATCH/pg_ctl.out" 2>&1 || {
+		show_file pg_ctl "$TEST_SCRATCH/pg_ctl.out"
+		fail "pg_resume: pg_ctl start failed"
+		return 1
+	}
+	test_register_server pg "$TEST_PG_DATA"
 }
 
 # pg_stop [DATADIR]

@@ -1,0 +1,199 @@
+# bash completion for opsctl(1).
+# Installed as .../bash-completion/completions/opsctl; or: source opsctl.bash
+# The option lists follow 'opsctl -h' and 'opsctl health -h'
+# (tests/integration/t0900-docs.sh checks that none is missing).
+
+_opsctl_global_opts='-c --config --env-file -o --output --json -q --quiet -v --verbose --no-color -n --dry-run -y --yes --lock-wait --db --version -h --help'
+_opsctl_commands='health help'
+_opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require --expect --warn --crit --nagios --metrics-file -h --help'
+
+# The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
+# ./opsctl.conf, /etc/opsctl/opsctl.conf.
+_opsctl_config_file() {
+	local i w
+	for ((i = 1; i < ${#COMP_WORDS[@]}; i++)); do
+		w=${COMP_WORDS[i]}
+		case $w in
+		-c | --config)
+			[ "${COMP_WORDS[i + 1]}" = "=" ] && i=$((i + 1))
+			printf '%s\n' "${COMP_WORDS[i + 1]/#\~/$HOME}"
+			return
+			;;
+		--config=*)
+			printf '%s\n' "${w#--config=}"
+			return
+			;;
+		-c?*)
+			printf '%s\n' "${w#-c}"
+			return
+			;;
+		esac
+	done
+	if [ -n "${OPSCTL_CONFIG:-}" ]; then
+		printf '%s\n' "$OPSCTL_CONFIG"
+	elif [ -f opsctl.conf ]; then
+		printf '%s\n' opsctl.conf
+	else
+		printf '%s\n' /etc/opsctl/opsctl.conf
+	fi
+}
+
+# The NAMEs of the [check "NAME"] sections of the config.
+_opsctl_check_names() {
+	local conf
+	conf=$(_opsctl_config_file)
+	[ -r "$conf" ] || return 0
+	awk '/^[ \t]*\[[ \t]*[Cc][Hh][Ee][Cc][Kk][ \t]+"[^"]+"[ \t]*\]/ {
+		s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); print s
+	}' "$conf" 2>/dev/null
+}
+
+# COMPREPLY from a word list, one candidate per line (names may hold spaces).
+_opsctl_reply() {
+	local cur=$1 line
+	shift
+	while IFS= read -r line; do
+		[ -n "$line" ] && [[ $line == "$cur"* ]] && COMPREPLY+=("$line")
+	done <<<"$(printf '%s\n' "$@")"
+}
+
+_opsctl_files() {
+	local IFS=$'\n'
+	compopt -o filenames 2>/dev/null
+	COMPREPLY+=($(compgen -f -- "$1"))
+}
+
+_opsctl() {
+	local cur prev cmd="" i w skip=0 line word
+	COMPREPLY=()
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD - 1]}
+
+	# --opt=VALUE: bash splits at '=' (COMP_WORDBREAKS).
+	if [ "$cur" = "=" ]; then
+		prev=${COMP_WORDS[COMP_CWORD - 1]}
+		cur=""
+	elif [ "$prev" = "=" ] && [ "$COMP_CWORD" -ge 2 ]; then
+		prev=${COMP_WORDS[COMP_CWORD - 2]}
+	fi
+
+	# The command: the first word that is not a global option or its value.
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]}
+		if [ "$skip" = 1 ]; then
+			skip=0
+			[ "$w" = "=" ] && skip=1
+			continue
+		fi
+		case $w in
+		-c | --config | --env-file | -o | --output | --lock-wait | --db) skip=1 ;;
+		=) ;;
+		-*) ;;
+		*)
+			cmd=$w
+			break
+			;;
+		esac
+	done
+
+	if [ -z "$cmd" ]; then
+		case $prev in
+		-c | --config | --env-file)
+			_opsctl_files "$cur"
+			return
+			;;
+		-o | --output)
+			COMPREPLY=($(compgen -W 'text json' -- "$cur"))
+			return
+			;;
+		--lock-wait)
+			COMPREPLY=($(compgen -W '30s 1m 5m 10m' -- "$cur"))
+			return
+			;;
+		--db)
+			COMPREPLY=($(compgen -W 'postgresql://' -- "$cur"))
+			compopt -o nospace 2>/dev/null
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_global_opts" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$_opsctl_commands" -- "$cur"))
+		fi
+		return
+	fi
+
+	case $cmd in
+	help)
+		[ "$prev" = help ] && COMPREPLY=($(compgen -W "$_opsctl_commands" -- "$cur"))
+		;;
+	health)
+		case $prev in
+		--metrics-file)
+			_opsctl_files "$cur"
+			return
+			;;
+		-t | --timeout | --wait | --interval)
+			COMPREPLY=($(compgen -W '2s 5s 10s 30s 60s 90s 2m 5m' -- "$cur"))
+			return
+			;;
+		--consecutive)
+			COMPREPLY=($(compgen -W '1 2 3 5' -- "$cur"))
+			return
+			;;
+		--expect)
+			COMPREPLY=($(compgen -W '200 200,204 200-299 2xx 200-399' -- "$cur"))
+			return
+			;;
+		--warn | --crit)
+			COMPREPLY=($(compgen -W '70% 80% 85% 90% 95%' -- "$cur"))
+			return
+			;;
+		--require)
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_health_opts" -- "$cur"))
+			return
+		fi
+		# disk:PATH. With ':' in COMP_WORDBREAKS bash sees "disk" ":" "PATH".
+		word=$cur
+		if [ "$cur" = ":" ] && [ "$prev" = disk ]; then
+			word="disk:"
+		elif [ "$prev" = ":" ] && [ "${COMP_WORDS[COMP_CWORD - 2]}" = disk ]; then
+			word="disk:$cur"
+		fi
+		if [[ $word == disk:* ]]; then
+			local path=${word#disk:} IFS=$'\n' d
+			compopt -o nospace -o filenames 2>/dev/null
+			# -o filenames makes readline add the '/' after a directory
+			for d in $(compgen -d -- "${path:-/}"); do
+				if [[ $COMP_WORDBREAKS == *:* ]]; then
+					COMPREPLY+=("$d")
+				else
+					COMPREPLY+=("disk:$d/")
+				fi
+			done
+			return
+		fi
+		_opsctl_reply "$cur" "$(_opsctl_check_names)" memory
+		if [ -z "$cur" ] || [[ "http:// https:// tcp:// redis:// postgresql:// disk:" == *"$cur"* ]]; then
+			for line in http:// https:// tcp:// redis:// postgresql:// disk:; do
+				[[ $line == "$cur"* ]] && COMPREPLY+=("$line")
+			done
+			[ "${#COMPREPLY[@]}" -gt 0 ] && compopt -o nospace 2>/dev/null
+		fi
+		# what bash will put back after its ':' word break
+		if [[ $COMP_WORDBREAKS == *:* ]] && [[ $cur == *:* ]]; then
+			local prefix=${cur%"${cur##*:}"}
+			for i in "${!COMPREPLY[@]}"; do
+				COMPREPLY[i]=${COMPREPLY[i]#"$prefix"}
+			done
+		fi
+		;;
+	esac
+}
+
+complete -F _opsctl opsctl
