@@ -1,13 +1,17 @@
 /* opsctl's entry point: global options, config loading and the command table. */
 #include "opsctl.h"
+#include "adapters/db.h"
 #include "adapters/http.h"
+#include "base/parse.h"
+#include "engines/history.h"
 
-#include <archive.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,8 @@
 
 static const struct cmd_struct commands[] = {
 	{ "health", cmd_health, CMD_USES_CONFIG, "probe HTTP endpoints, PostgreSQL, TCP, disk, memory" },
+	{ "migrate", cmd_migrate, CMD_USES_CONFIG, "apply, undo, check and create versioned SQL migrations" },
+	{ "rollback", cmd_rollback, CMD_USES_CONFIG, "undo migrations down to a version (--schema)" },
 	{ "help", cmd_help, 0, "show help for opsctl or a command" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -34,7 +40,6 @@ static void print_version(void)
 	printf("libcurl %s\n", cv->version);
 	printf("cJSON %s\n", cJSON_Version());
 	printf("zlib %s\n", zlibVersion());
-	printf("%s\n", archive_version_string());
 	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
 }
 
@@ -145,6 +150,67 @@ void cmd_print_json(cJSON *doc)
 	}
 	free(s);
 	cJSON_Delete(doc);
+}
+
+char *cmd_config_path(const struct opsctl_ctx *ctx, const char *value)
+{
+	const char *slash = ctx->have_config && ctx->cfg.path ? strrchr(ctx->cfg.path, '/') : NULL;
+	if (value[0] == '/' || !slash)
+		return xstrdup(value);
+	return xstrfmt("%.*s/%s", (int)(slash - ctx->cfg.path), ctx->cfg.path, value);
+}
+
+char *cmd_state_dir(const struct opsctl_ctx *ctx)
+{
+	const char *dir = ctx->have_config ? config_get(&ctx->cfg, "app", NULL, "state_dir") : NULL;
+	const char *name = ctx->have_config ? config_get(&ctx->cfg, "app", NULL, "name") : NULL;
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (dir && *dir)
+		return cmd_config_path(ctx, dir);
+	if (!name || !*name)
+		name = "default";
+	if (geteuid() == 0)
+		return xstrfmt("/var/lib/opsctl/%s", name);
+	if (xdg && *xdg)
+		return xstrfmt("%s/opsctl/%s", xdg, name);
+	if (!home || !*home) {
+		struct passwd *pw = getpwuid(geteuid());
+		home = pw ? pw->pw_dir : "/tmp";
+	}
+	return xstrfmt("%s/.local/state/opsctl/%s", home, name);
+}
+
+void cmd_history(struct opsctl_ctx *ctx, const char *command, int code, cJSON *fields)
+{
+	char *dir = cmd_state_dir(ctx);
+	struct ops_error err = OPS_ERROR_INIT;
+	if (history_append(dir, command, code, fields, &err) < 0)
+		term_warning(&ctx->term, "cannot record the run in the history: %s", err.msg.buf);
+	ops_error_release(&err);
+	free(dir);
+}
+
+int cmd_db_connect(struct opsctl_ctx *ctx, const char *application_name, PGconn **conn, char **display)
+{
+	struct db_target t;
+	int64_t timeout = 10000;
+	int ret;
+
+	*conn = NULL;
+	if (ctx->have_config &&
+	    config_get_duration_ms(&ctx->cfg, "database", NULL, "connect_timeout", &timeout, &ctx->err) < 0)
+		return -ctx->err.code;
+	ret = db_resolve(&t, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
+			 &ctx->err);
+	if (ret < 0)
+		return ret;
+	term_verbose(&ctx->term, "connecting to '%s' (from %s)", t.display, t.source);
+	ret = db_connect(conn, &t, application_name, timeout, &ctx->err);
+	if (display)
+		*display = xstrdup(t.display);
+	db_target_release(&t);
+	return ret;
 }
 
 /* The config, then the env file it names (or --env-file), then the config

@@ -44,6 +44,8 @@ struct cmd_struct {
 };
 
 int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx);
 
 /* Parses a command's options; on -h prints usage to stdout and returns
@@ -55,5 +57,21 @@ int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e);
 /* Writes a cJSON document to stdout (takes ownership and frees it). */
 struct cJSON;
 void cmd_print_json(struct cJSON *doc);
+
+/* [app] state_dir, or /var/lib/opsctl/NAME for root and
+ * $XDG_STATE_HOME/opsctl/NAME (~/.local/state/...) for others, NAME being
+ * [app] name or "default". malloc'd. */
+char *cmd_state_dir(const struct opsctl_ctx *ctx);
+/* A path from the config: relative ones are taken from the config file's
+ * directory, so cron's working directory does not matter. malloc'd. */
+char *cmd_config_path(const struct opsctl_ctx *ctx, const char *value);
+/* Appends to history.jsonl (fields taken over); a failure is a warning,
+ * never a reason to fail the command that already ran. */
+void cmd_history(struct opsctl_ctx *ctx, const char *command, int code, struct cJSON *fields);
+/* Connects to the database of DESIGN.md section 3 within [database]
+ * connect_timeout (default 10s). */
+struct pg_conn;
+int cmd_db_connect(struct opsctl_ctx *ctx, const char *application_name, struct pg_conn **conn,
+		   char **display);
 
 #endif

@@ -309,6 +309,12 @@ static int answered_but_refused(const char *msg)
 	return 0;
 }
 
+static void ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 int db_connect(PGconn **out, const struct db_target *t, const char *application_name,
 	       int64_t timeout_ms, struct ops_error *err)
 {
@@ -365,6 +371,9 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 			st = PQconnectPoll(conn);
 	}
 	if (PQstatus(conn) == CONNECTION_OK) {
+		/* NOTICEs ("... already exists, skipping") are the server talking to
+		 * itself; libpq would print them to stderr in the middle of our output */
+		PQsetNoticeProcessor(conn, ignore_notice, NULL);
 		*out = conn;
 		conn = NULL;
 		goto out;
@@ -386,8 +395,47 @@ out:
 	return ret;
 }
 
+void db_diag_init(struct db_diag *d)
+{
+	d->position = 0;
+	d->sqlstate[0] = '\0';
+	strbuf_init(&d->detail, 0);
+	strbuf_init(&d->hint, 0);
+}
+
+void db_diag_release(struct db_diag *d)
+{
+	strbuf_release(&d->detail);
+	strbuf_release(&d->hint);
+}
+
+static void fill_diag(struct db_diag *d, const PGresult *r)
+{
+	const char *v;
+	if (!d)
+		return;
+	v = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
+	d->position = v ? atoi(v) : 0;
+	v = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	strlcpy_s(d->sqlstate, v ? v : "", sizeof(d->sqlstate));
+	strbuf_reset(&d->detail);
+	strbuf_reset(&d->hint);
+	v = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+	if (v)
+		strbuf_addstr(&d->detail, v);
+	v = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+	if (v)
+		strbuf_addstr(&d->hint, v);
+}
+
 int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	    int64_t timeout_ms, PGresult **res, struct ops_error *err)
+{
+	return db_exec_diag(conn, sql, nparams, params, timeout_ms, res, NULL, err);
+}
+
+int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
+		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err)
 {
 	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
 	PGresult *r, *last = NULL;
@@ -444,7 +492,12 @@ int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *param
 		goto out;
 	}
 	if (PQresultStatus(last) != PGRES_COMMAND_OK && PQresultStatus(last) != PGRES_TUPLES_OK) {
-		clean_pq_message(&reason, PQresultErrorMessage(last));
+		const char *primary = PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY);
+		fill_diag(diag, last);
+		if (primary)
+			strbuf_addstr(&reason, primary);
+		else
+			clean_pq_message(&reason, PQresultErrorMessage(last));
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "%s", reason.buf);
 		PQclear(last);
 		last = NULL;

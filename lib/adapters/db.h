@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <libpq-fe.h>
 #include "base/error.h"
+#include "base/strbuf.h"
 
 struct config;
 struct envfile;
@@ -45,6 +46,19 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
  * (PQclear it); a failed statement is OPS_EXIT_FAILED with the server's message. */
 int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	    int64_t timeout_ms, PGresult **res, struct ops_error *err);
+
+/* What PostgreSQL said about a failed statement, beyond its message. */
+struct db_diag {
+	int position;         /* 1-based character position in the statement; 0 if none */
+	char sqlstate[6];
+	struct strbuf detail;
+	struct strbuf hint;
+};
+void db_diag_init(struct db_diag *d);
+void db_diag_release(struct db_diag *d);
+/* db_exec that also fills diag (may be NULL) when the statement fails. */
+int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
+		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err);
 
 /* Masks the password of a URL or conninfo for messages: "postgresql://u:***@h/db". */
 char *db_redact(const char *url);

@@ -5,7 +5,7 @@ require_opsctl
 
 expect_exit 0 opsctl --version
 expect_grep '^opsctl 0\.1\.0$' out
-for lib in libpq libcurl cJSON zlib libarchive OpenSSL; do
+for lib in libpq libcurl cJSON zlib OpenSSL; do
 	expect_grep "^ *${lib}[ :].*[0-9]+\.[0-9]+" out
 done
 expect_no_grep . err
