@@ -95,7 +95,11 @@ static int setup(struct run *r, const struct migrate_opts *o)
 	r->m.applied_by = whoami();
 	r->m.progress = on_progress;
 	r->m.progress_data = r;
-	return mig_scan(&r->m, &ctx->err);
+	if (mig_scan(&r->m, &ctx->err) < 0)
+		return -ctx->err.code;
+	for (size_t i = 0; i < r->m.nignored; i++)
+		term_warning(&ctx->term, "ignoring '%s': not named NNN_name.sql, so it never runs", r->m.ignored[i]);
+	return 0;
 }
 
 static int connect_db(struct run *r, int lock)
@@ -304,8 +308,11 @@ static int do_status(struct run *r, const struct migrate_opts *o, int validate)
 	size_t pending, problems = 0;
 	int ret = connect_db(r, 0), code;
 
-	if (ret < 0)
+	if (ret < 0) {
+		if (ctx->json)
+			json_finish(r, json_base(r, validate ? "migrate validate" : "migrate status"), ctx->err.code);
 		return cmd_fail(ctx, NULL);
+	}
 	pending = mig_count(&r->m, MIG_PENDING) + mig_count(&r->m, MIG_PARTIAL) +
 		  mig_count(&r->m, MIG_OUT_OF_ORDER);
 	problems = mig_count(&r->m, MIG_CHANGED) + mig_count(&r->m, MIG_MISSING) +

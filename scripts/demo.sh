@@ -102,6 +102,53 @@ run 1 opsctl health "$HTTPD_URL/actuator/health"
 step "an unreachable service: exit 4"
 run 4 opsctl health --timeout 2s "http://127.0.0.1:$(free_port)/actuator/health"
 
+step "migrations: the seeds' layout, NNN_name.sql and rollback/NNN_name.down.sql"
+mkdir -p migrations/rollback
+cat >migrations/001_create_users.sql <<'SQL'
+CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, profile jsonb DEFAULT '{}');
+INSERT INTO users (email) VALUES ('ops@example.com');
+SQL
+echo 'DROP TABLE users;' >migrations/rollback/001_create_users.down.sql
+cat >migrations/002_touch_function.sql <<'SQL'
+CREATE FUNCTION touch_profile(uid bigint) RETURNS void AS $$
+BEGIN
+  UPDATE users SET profile = profile || '{"touched": true}' WHERE id = uid; -- a ';' in a function body
+END;
+$$ LANGUAGE plpgsql;
+SQL
+echo 'DROP FUNCTION touch_profile(bigint);' >migrations/rollback/002_touch_function.down.sql
+cat >migrations/003_index_concurrently.sql <<'SQL'
+-- opsctl:no-transaction
+CREATE INDEX CONCURRENTLY users_profile_idx ON users USING gin (profile);
+SQL
+echo 'DROP INDEX users_profile_idx;' >migrations/rollback/003_index_concurrently.down.sql
+run 9 opsctl migrate status --exit-code
+run 0 opsctl migrate
+run 0 opsctl migrate status
+
+step "a migration that fails: nothing of it stays, the error names FILE:LINE"
+cat >migrations/004_broken.sql <<'SQL'
+ALTER TABLE users ADD COLUMN last_login timestamptz;
+UPDATE users SET last_login = now();
+SELECT no_such_column FROM users;
+SQL
+echo 'ALTER TABLE users DROP COLUMN last_login;' >migrations/rollback/004_broken.down.sql
+run 1 opsctl migrate
+run 0 opsctl migrate validate
+sed -i 's/no_such_column/email/' migrations/004_broken.sql
+run 0 opsctl migrate
+
+step "an edited migration is refused until repaired"
+echo '-- reviewed' >>migrations/001_create_users.sql
+run 5 opsctl migrate
+run 0 opsctl migrate repair
+run 0 opsctl migrate
+
+step "rolling the schema back to 002 (the down files run newest first)"
+run 0 opsctl --yes rollback --schema 002
+run 0 opsctl --output json migrate status
+run 0 opsctl migrate
+
 step "stopping everything"
 if [ "$broken" -gt 0 ]; then
 	say "demo: $broken step(s) did not behave as expected"

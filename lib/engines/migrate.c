@@ -98,6 +98,9 @@ void mig_release(struct mig *m)
 		free(m->files[i].down_path);
 	}
 	free(m->files);
+	for (size_t i = 0; i < m->nignored; i++)
+		free(m->ignored[i]);
+	free(m->ignored);
 	free_applied(m);
 	for (size_t i = 0; i < m->ndone; i++) {
 		free(m->done[i].version);
@@ -322,16 +325,22 @@ int mig_scan(struct mig *m, struct ops_error *err)
 	while ((de = readdir(d))) {
 		struct mig_file f;
 		memset(&f, 0, sizeof(f));
-		if (ends_with(de->d_name, ".down.sql") ||
-		    !parse_name(de->d_name, ".sql", &f.version, &f.number, &f.name))
+		if (ends_with(de->d_name, ".down.sql") || !ends_with(de->d_name, ".sql"))
 			continue;
+		if (!parse_name(de->d_name, ".sql", &f.version, &f.number, &f.name)) {
+			/* a typo in a name would otherwise mean a migration that never runs */
+			m->ignored = xrealloc(m->ignored, (m->nignored + 1) * sizeof(*m->ignored));
+			m->ignored[m->nignored++] = path_join(m->dir, de->d_name);
+			continue;
+		}
 		f.script_name = xstrdup(de->d_name);
 		f.path = path_join(m->dir, de->d_name);
 		m->files = xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
 		m->files[m->nfiles++] = f;
 	}
 	closedir(d);
-	qsort(m->files, m->nfiles, sizeof(*m->files), cmp_file);
+	if (m->nfiles)
+		qsort(m->files, m->nfiles, sizeof(*m->files), cmp_file);
 	for (size_t i = 1; i < m->nfiles; i++)
 		if (m->files[i].number == m->files[i - 1].number) {
 			ret = ops_error_set(err, OPS_EXIT_CONFIG, "two migrations with version %llu: '%s' and '%s'",
@@ -347,7 +356,7 @@ int mig_scan(struct mig *m, struct ops_error *err)
 		mig_checksum(text.buf, text.len, m->files[i].checksum);
 	}
 	ret = scan_downs(m, err);
-	if (ret < 0)
+	if (ret < 0 || !m->nfiles)
 		goto out;
 	qsort(m->files, m->nfiles, sizeof(*m->files), cmp_file);
 out:
@@ -513,17 +522,50 @@ out:
 	return ret;
 }
 
+/* The schema the table lives in (or would be created in), so that a
+ * migration changing search_path cannot redirect the bookkeeping, and two
+ * spellings of one table share one lock. */
+static int qualify_table(struct mig *m, char **qualified, struct ops_error *err)
+{
+	char *q = quote_table(m->conn, m->table, NULL);
+	const char *params[1] = { q };
+	PGresult *res = NULL;
+	int ret;
+
+	if (strchr(m->table, '.')) {
+		*qualified = xstrdup(m->table);
+		free(q);
+		return 0;
+	}
+	ret = db_exec(m->conn,
+		      "SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		      "WHERE c.oid = to_regclass($1)), current_schema())",
+		      1, params, 30000, &res, err);
+	if (ret == 0)
+		*qualified = xstrfmt("%s.%s", PQgetvalue(res, 0, 0), m->table);
+	if (res)
+		PQclear(res);
+	free(q);
+	return ret;
+}
+
 int mig_attach(struct mig *m, PGconn *conn, struct ops_error *err)
 {
 	unsigned char bin[32];
 	struct strbuf key = STRBUF_INIT;
+	char *qualified = NULL;
 	uint64_t k = 0;
+	int ret;
 
 	m->conn = conn;
+	ret = qualify_table(m, &qualified, err);
+	if (ret < 0)
+		return ret;
 	free(m->qtable);
 	free(m->qprogress);
-	m->qtable = quote_table(conn, m->table, NULL);
-	m->qprogress = quote_table(conn, m->table, "_progress");
+	m->qtable = quote_table(conn, qualified, NULL);
+	m->qprogress = quote_table(conn, qualified, "_progress");
+	free(qualified);
 	/* one lock per bookkeeping table, stable across runs and hosts */
 	strbuf_addf(&key, "opsctl migrate %s", m->qtable);
 	hash_sha256(key.buf, key.len, bin);
@@ -777,8 +819,18 @@ static int run_statement(struct mig *m, const char *path, const struct mig_scrip
 
 static void rollback_quietly(struct mig *m)
 {
-	PGresult *r = PQexec(m->conn, "ROLLBACK");
-	PQclear(r);
+	PGTransactionStatusType st = PQtransactionStatus(m->conn);
+	if (st == PQTRANS_INTRANS || st == PQTRANS_INERROR) {
+		PGresult *r = PQexec(m->conn, "ROLLBACK");
+		PQclear(r);
+	}
+}
+
+/* After each migration: what it SET for the session must not leak into the
+ * next one (the seeds ran a fresh psql per file). Advisory locks stay. */
+static int reset_session(struct mig *m, struct ops_error *err)
+{
+	return exec_simple(m, "RESET ALL", err);
 }
 
 static void record_done(struct mig *m, const char *version, const char *script_name, long ms, long stmts)
@@ -908,16 +960,18 @@ static int apply_tx(struct mig *m, const struct mig_file *f, struct mig_script *
 	for (size_t i = s->first; i < s->last && ret == 0; i++)
 		if (s->sql.stmts[i].body_len)
 			ret = run_statement(m, f->path, s, i, err);
-	if (ret == 0)
-		ret = insert_row(m, f, (long)(now_ms() - start), err);
-	if (ret == 0)
-		ret = exec_simple(m, "COMMIT", err);
+	if (ret == 0 && (insert_row(m, f, (long)(now_ms() - start), err) < 0 ||
+			 exec_simple(m, "COMMIT", err) < 0)) {
+		/* deferred constraints fail here, at COMMIT */
+		ops_error_prefix(err, "%s", f->path);
+		ret = -err->code;
+	}
 	if (ret < 0) {
 		rollback_quietly(m);
 		return ret;
 	}
 	record_done(m, f->version, f->script_name, (long)(now_ms() - start), (long)s->count);
-	return 0;
+	return reset_session(m, err);
 }
 
 static int save_progress(struct mig *m, const struct mig_file *f, const struct mig_script *s, size_t upto,
@@ -1012,10 +1066,12 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 	if (ret == 0)
 		ret = exec_simple(m, "COMMIT", err);
 	if (ret < 0) {
+		ops_error_prefix(err, "%s", f->path);
 		rollback_quietly(m);
 		goto out;
 	}
 	record_done(m, f->version, f->script_name, (long)(now_ms() - start), (long)s->count);
+	ret = reset_session(m, err);
 out:
 	strbuf_release(&sql);
 	return ret;
@@ -1052,6 +1108,11 @@ static const char *down_path_of(const struct mig *m, uint64_t number)
 	return NULL;
 }
 
+static int is_marker(const struct mig_applied *a)
+{
+	return a->checksum && !strcmp(a->checksum, BASELINE_MARK);
+}
+
 static int cmp_applied_desc(const void *a, const void *b)
 {
 	const struct mig_applied *x = *(const struct mig_applied *const *)a;
@@ -1082,6 +1143,8 @@ int mig_plan_down(struct mig *m, int have_to, uint64_t to, size_t steps,
 	for (size_t i = 0; i < np; i++) {
 		const char *dp = down_path_of(m, p[i]->number);
 		struct mig_script s;
+		if (is_marker(p[i]))
+			continue; /* a baseline marker ran nothing: there is nothing to undo */
 		if (!dp) {
 			const char *base = p[i]->script_name;
 			size_t blen = ends_with(base, ".sql") ? strlen(base) - 4 : strlen(base);
@@ -1130,6 +1193,14 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 		shown.path = (char *)dp;
 		if (m->progress)
 			m->progress("undoing", &shown, i, n, m->progress_data);
+		if (is_marker(a)) {
+			ret = db_exec(m->conn, del.buf, 1, params, 30000, &res, err);
+			if (res)
+				PQclear(res);
+			if (ret == 0)
+				record_done(m, a->version, a->script_name, 0, 0);
+			continue;
+		}
 		ret = load_script(dp, &s, err);
 		if (ret == 0 && !s.no_tx)
 			ret = exec_simple(m, "BEGIN", err);
@@ -1142,12 +1213,16 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 			ret = db_exec(m->conn, del.buf, 1, params, 30000, &res, err);
 		if (res)
 			PQclear(res);
-		if (ret == 0)
-			ret = exec_simple(m, "COMMIT", err);
+		if (ret == 0 && exec_simple(m, "COMMIT", err) < 0) {
+			ops_error_prefix(err, "%s", dp);
+			ret = -err->code;
+		}
 		if (ret < 0)
 			rollback_quietly(m);
 		else
 			record_done(m, a->version, a->script_name, (long)(now_ms() - start), (long)s.count);
+		if (ret == 0)
+			ret = reset_session(m, err);
 		script_release(&s);
 	}
 	strbuf_release(&del);

@@ -84,6 +84,8 @@ struct mig {
 	int table_extended;   /* has opsctl's columns */
 	struct mig_file *files;
 	size_t nfiles;
+	char **ignored;       /* .sql files in DIR not named NNN_name.sql */
+	size_t nignored;
 	struct mig_applied *applied;
 	size_t napplied;
 	struct mig_partial *partials;

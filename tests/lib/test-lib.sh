@@ -479,3 +479,17 @@ httpd_hits() {
 opsctl() {
 	"$OPSCTL" "$@"
 }
+
+# ---- helpers for the migrate tests (t2*) -----------------------------------
+
+# expect_sql SQL EXPECTED: pg_psql SQL prints exactly EXPECTED (rows joined by
+# newlines, unaligned, '|' between columns).
+expect_sql() {
+	local got
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	got=$(pg_psql "$1" 2>&1)
+	[ "$got" = "$2" ] && return 0
+	fail "SQL: $1
+    expected: $(printf '%s' "$2" | tr '\n' '/')
+    got:      $(printf '%s' "$got" | tr '\n' '/')"
+}

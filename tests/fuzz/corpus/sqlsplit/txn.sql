@@ -1,0 +1,5 @@
+BEGIN;
+SAVEPOINT a;
+ROLLBACK TO a;
+COMMIT
+-- end
