@@ -43,6 +43,7 @@ struct run {
 	PGconn *conn;
 	char *display;
 	int64_t started;
+	struct strbuf summary;  /* the closing line, said after the results */
 };
 
 static int64_t now_ms(void)
@@ -122,6 +123,7 @@ static void run_release(struct run *r)
 	if (r->conn)
 		PQfinish(r->conn);
 	free(r->display);
+	strbuf_release(&r->summary);
 }
 
 static cJSON *json_base(struct run *r, const char *action)
@@ -156,7 +158,8 @@ static cJSON *done_list(const struct mig *m)
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "version", m->done[i].version);
 		cJSON_AddStringToObject(e, "script", m->done[i].script_name);
-		cJSON_AddNumberToObject(e, "ms", (double)m->done[i].ms);
+		if (m->done[i].ms >= 0)
+			cJSON_AddNumberToObject(e, "ms", (double)m->done[i].ms);
 		cJSON_AddNumberToObject(e, "statements", (double)m->done[i].statements);
 		cJSON_AddItemToArray(arr, e);
 	}
@@ -175,26 +178,33 @@ static void record(struct run *r, const char *command, int code)
 	cmd_history(r->ctx, command, code, fields);
 }
 
-/* Ends a mutating subcommand: report, history, exit code. */
-static int finish(struct run *r, const char *command, const char *verb, int ret)
+/* Ends a mutating subcommand: results (JSON under key, or a line per
+ * migration starting with verb), the summary, history, the exit code. */
+static int finish(struct run *r, const char *command, const char *key, const char *verb, int ret)
 {
 	struct opsctl_ctx *ctx = r->ctx;
 	int code = ret < 0 ? (ctx->err.code ? ctx->err.code : OPS_EXIT_FAILED) : OPS_EXIT_OK;
 
 	if (ctx->json) {
 		cJSON *doc = json_base(r, command);
-		cJSON_AddItemToObject(doc, verb, done_list(&r->m));
+		cJSON_AddItemToObject(doc, key, done_list(&r->m));
 		if (r->m.adopted)
 			cJSON_AddNumberToObject(doc, "adopted", (double)r->m.adopted);
 		json_finish(r, doc, code);
 	} else if (!ctx->quiet || code) {
-		for (size_t i = 0; i < r->m.ndone; i++)
-			printf("%s %s  %ldms\n", verb, r->m.done[i].script_name, r->m.done[i].ms);
+		for (size_t i = 0; i < r->m.ndone; i++) {
+			if (r->m.done[i].ms >= 0)
+				printf("%s %s  %ldms\n", verb, r->m.done[i].script_name, r->m.done[i].ms);
+			else
+				printf("%s %s\n", verb, r->m.done[i].script_name);
+		}
 	}
 	fflush(stdout); /* what ran, before why it stopped */
 	if (code)
 		term_report(&ctx->term, &ctx->err);
-	else if (r->m.adopted)
+	else if (r->summary.len)
+		term_info(&ctx->term, "%s", r->summary.buf);
+	if (!code && r->m.adopted)
 		term_info(&ctx->term, "adopted %zu migration%s recorded without a checksum (the seeds' migrate.sh)",
 			  r->m.adopted, r->m.adopted == 1 ? "" : "s");
 	if (!ctx->dry_run && code != OPS_EXIT_USAGE && code != OPS_EXIT_CONFIG)
@@ -241,12 +251,12 @@ static int do_up(struct run *r, const struct migrate_opts *o)
 		ret = mig_apply(&r->m, plan, n, &ctx->err);
 	free(plan);
 	if (ret == 0 && !n)
-		term_info(&ctx->term, "nothing to apply: '%s' is up to date (%zu applied)", r->display,
-			  r->m.napplied);
+		strbuf_addf(&r->summary, "nothing to apply: '%s' is up to date (%zu applied)", r->display,
+			    r->m.napplied);
 	else if (ret == 0)
-		term_info(&ctx->term, "applied %zu migration%s to '%s' in %lldms", n, n == 1 ? "" : "s", r->display,
-			  (long long)(now_ms() - r->started));
-	return finish(r, "migrate up", "applied", ret);
+		strbuf_addf(&r->summary, "applied %zu migration%s to '%s' in %lldms", n, n == 1 ? "" : "s",
+			    r->display, (long long)(now_ms() - r->started));
+	return finish(r, "migrate up", "applied", "applied", ret);
 }
 
 static int do_down(struct run *r, const char *to_arg, const char *command)
@@ -296,10 +306,10 @@ static int do_down(struct run *r, const char *to_arg, const char *command)
 		ret = mig_undo(&r->m, plan, n, &ctx->err);
 	free(plan);
 	if (ret == 0 && n)
-		term_info(&ctx->term, "undid %zu migration%s on '%s'", n, n == 1 ? "" : "s", r->display);
+		strbuf_addf(&r->summary, "undid %zu migration%s on '%s'", n, n == 1 ? "" : "s", r->display);
 	else if (ret == 0)
-		term_info(&ctx->term, "nothing to undo on '%s'", r->display);
-	return finish(r, command, "undone", ret);
+		strbuf_addf(&r->summary, "nothing to undo on '%s'", r->display);
+	return finish(r, command, "undone", "undid", ret);
 }
 
 static int do_status(struct run *r, const struct migrate_opts *o, int validate)
@@ -436,10 +446,10 @@ static int do_repair(struct run *r)
 	if (ret == 0)
 		ret = mig_repair(&r->m, &changed, &r->ctx->err);
 	if (ret == 0 && changed)
-		term_info(&r->ctx->term, "accepted %zu change%s", changed, changed == 1 ? "" : "s");
+		strbuf_addf(&r->summary, "accepted %zu change%s", changed, changed == 1 ? "" : "s");
 	else if (ret == 0)
-		term_info(&r->ctx->term, "nothing to repair");
-	return finish(r, "migrate repair", "accepted", ret);
+		strbuf_addstr(&r->summary, "nothing to repair");
+	return finish(r, "migrate repair", "accepted", "accepted", ret);
 }
 
 static int do_baseline(struct run *r, const char *arg)
@@ -457,7 +467,7 @@ static int do_baseline(struct run *r, const char *arg)
 	}
 	if (ret == 0)
 		ret = mig_baseline(&r->m, v, &marked, &r->ctx->err);
-	return finish(r, "migrate baseline", "marked", ret);
+	return finish(r, "migrate baseline", "marked", "marked as applied", ret);
 }
 
 static int do_new(struct run *r, const char *name)
@@ -512,6 +522,7 @@ int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx)
 
 	memset(&o, 0, sizeof(o));
 	memset(&r, 0, sizeof(r));
+	strbuf_init(&r.summary, 0);
 	n = cmd_parse_options(ctx, options, migrate_usage, argc, argv);
 	if (n == OPTS_HELP)
 		return OPS_EXIT_OK;
@@ -587,6 +598,7 @@ int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx)
 
 	memset(&o, 0, sizeof(o));
 	memset(&r, 0, sizeof(r));
+	strbuf_init(&r.summary, 0);
 	n = cmd_parse_options(ctx, options, rollback_usage, argc, argv);
 	if (n == OPTS_HELP)
 		return OPS_EXIT_OK;

@@ -1198,7 +1198,7 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 			if (res)
 				PQclear(res);
 			if (ret == 0)
-				record_done(m, a->version, a->script_name, 0, 0);
+				record_done(m, a->version, a->script_name, -1, 0);
 			continue;
 		}
 		ret = load_script(dp, &s, err);
@@ -1250,7 +1250,7 @@ int mig_repair(struct mig *m, size_t *changed, struct ops_error *err)
 		ret = db_exec(m->conn, sql.buf, 2, params, 30000, &res, err);
 		if (res)
 			PQclear(res);
-		record_done(m, r->applied->version, r->file->script_name, 0, 0);
+		record_done(m, r->applied->version, r->file->script_name, -1, 0);
 		(*changed)++;
 	}
 	if (ret == 0 && m->npartials) {
@@ -1281,7 +1281,7 @@ int mig_baseline(struct mig *m, uint64_t version, size_t *marked, struct ops_err
 		if (!f->path || f->number > version)
 			continue;
 		ret = insert_row(m, f, 0, err);
-		record_done(m, f->version, f->script_name, 0, 0);
+		record_done(m, f->version, f->script_name, -1, 0);
 		(*marked)++;
 	}
 	if (ret == 0 && !*marked) {
@@ -1297,7 +1297,7 @@ int mig_baseline(struct mig *m, uint64_t version, size_t *marked, struct ops_err
 		if (res)
 			PQclear(res);
 		strbuf_release(&sql);
-		record_done(m, v, "baseline", 0, 0);
+		record_done(m, v, "baseline", -1, 0);
 		(*marked)++;
 	}
 	if (ret == 0)

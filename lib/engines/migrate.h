@@ -59,7 +59,7 @@ struct mig_row {
 struct mig_done {
 	char *version;
 	char *script_name;
-	long ms;
+	long ms;              /* -1: nothing ran (repair, baseline) */
 	long statements;
 };
 

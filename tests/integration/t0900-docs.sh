@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The man pages and completions against the binary (STYLE.md "Docs"):
-#  (a) each man/opsctl-CMD.1 SYNOPSIS is the usage line of 'opsctl CMD -h' and
-#      its OPTIONS hold every option of that -h (and no option -h lacks);
+#  (a) each man/opsctl-CMD.1 SYNOPSIS is the usage of 'opsctl CMD -h' (all its
+#      lines: 'usage:' and each '   or:', in order) and its OPTIONS hold every
+#      option of that -h (and no option -h lacks);
 #      opsctl.1 likewise against 'opsctl -h' and GLOBAL OPTIONS;
 #  (b) the three completion files know every command and every option, and the
 #      bash (and fish) ones offer the [check "NAME"]s of the config;
 #  (c) every page renders without a groff warning;
 #  (d) the completion files parse (bash -n, zsh -n, fish -n);
 #  (e) the EXAMPLES marked with '.\" test:' run against a local HTTP server
-#      with the exit code they are marked with (markers: man/opsctl-health.1).
+#      with the exit code they are marked with (markers: man/opsctl-health.1);
+#      those marked needs=postgres get a database of their own per page.
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
 require_opsctl
 
@@ -74,7 +76,10 @@ check_page() {
 	local page=$1 help=$2 opt_section=$3 exact=$4 name usage synopsis opt
 	name=$(basename "$page")
 	render "$page" >"rendered-$name"
-	usage=$(grep -m1 '^usage: ' "$help" | sed 's/^usage: //' | squeeze)
+	# every usage line: 'usage: ...' and the '   or: ...' lines after it
+	usage=$(awk '/^usage: / { on = 1; sub(/^usage: /, ""); print; next }
+		on && /^   or: / { sub(/^   or: /, ""); print; next }
+		{ on = 0 }' "$help" | squeeze)
 	[ -n "$usage" ] || fail "$name: no usage line in $help"
 	synopsis=$(section "rendered-$name" SYNOPSIS | squeeze)
 	TEST_CHECKS=$((TEST_CHECKS + 1))
@@ -288,6 +293,28 @@ localize() {
 		-e "s#/var/lib/node_exporter/textfile/#$PWD/textfile/#g"
 }
 
+# pg_ensure: a PostgreSQL for the examples (pg_ready=1), or none here
+# (pg_ready=no). Each page gets a database of its own, docs_N, named by
+# DATABASE_URL, so one page's migrations do not meet another's.
+pg_page_db=
+pg_ensure() {
+	if [ -z "$pg_ready" ]; then
+		if [ -n "$(pg_find_bindir)" ] && { [ "$(id -u)" -ne 0 ] || id postgres >/dev/null 2>&1; }; then
+			pg_start
+			pg_ready=1
+		else
+			pg_ready=no
+		fi
+	fi
+	[ "$pg_ready" = 1 ] || return 0
+	if [ "$pg_page_db" != "$name" ]; then
+		nr_page_dbs=$((${nr_page_dbs:-0} + 1))
+		pg_psql "CREATE DATABASE docs_$nr_page_dbs" >/dev/null || fail "CREATE DATABASE docs_$nr_page_dbs"
+		export DATABASE_URL=${TEST_PG_URL%/postgres}/docs_$nr_page_dbs
+		pg_page_db=$name
+	fi
+}
+
 # run_example PAGE LINE SPEC CMD
 run_example() {
 	local page=$1 lineno=$2 spec=$3 cmd=$4 want file
@@ -295,15 +322,7 @@ run_example() {
 	[ -n "$want" ] || fail "$page:$lineno: marker without exit=N: $spec"
 	case " $spec " in
 	*" needs=postgres "*)
-		if [ -z "$pg_ready" ]; then
-			if [ -n "$(pg_find_bindir)" ] && { [ "$(id -u)" -ne 0 ] || id postgres >/dev/null 2>&1; }; then
-				pg_start
-				export DATABASE_URL=$TEST_PG_URL
-				pg_ready=1
-			else
-				pg_ready=no
-			fi
-		fi
+		pg_ensure
 		if [ "$pg_ready" = no ]; then
 			say "$page:$lineno: no PostgreSQL here, example not run: $cmd"
 			return
@@ -337,6 +356,14 @@ for page in "$man_dir"/*.[1-8]; do
 			httpd_set "$path" "$status" "$body"
 			;;
 		'.\" test-file: '*) test_file=${line#.\\\" test-file: } ;;
+		'.\" test-run: '*)
+			# a fixture the reader need not see: runs now, must exit 0
+			pg_ensure
+			if [ "$pg_ready" = 1 ]; then
+				say "$name:$lineno: (setup) ${line#.\\\" test-run: }"
+				expect_exit 0 bash -c "${line#.\\\" test-run: }"
+			fi
+			;;
 		'.\" test: '*) test_spec=${line#.\\\" test: } ;;
 		.EX)
 			in_ex=1 block="" block_start=$lineno
@@ -344,6 +371,7 @@ for page in "$man_dir"/*.[1-8]; do
 		.EE)
 			in_ex=0
 			if [ -n "$test_file" ]; then
+				mkdir -p "$(dirname "$test_file")" || fail "$name:$block_start: mkdir for $test_file"
 				printf '%s' "$block" | unroff | localize >"$test_file"
 			elif [ -n "$test_spec" ]; then
 				cmd=""

@@ -139,10 +139,10 @@ expect_db "SELECT count(*) FROM projects" 3
 printf "DELETE FROM projects WHERE name = 'fourth';\n" >migrations/rollback/004_more.down.sql
 printf "DELETE FROM projects WHERE name = 'fifth';\n" >migrations/rollback/005_fifth.down.sql
 expect_exit 0 om --yes rollback --schema 1
-expect_grep '^undone 005_fifth\.sql' out
-expect_grep '^undone 002_seed_data\.sql' out
+expect_grep '^undid 005_fifth\.sql' out
+expect_grep '^undid 002_seed_data\.sql' out
 expect_no_grep '001_init' out
-[ "$(grep -o '^undone [0-9]*' out | tr '\n' ' ')" = "undone 005 undone 004 undone 003 undone 002 " ] ||
+[ "$(grep -o '^undid [0-9]*' out | tr '\n' ' ')" = "undid 005 undid 004 undid 003 undid 002 " ] ||
 	fail "rollback order: $(tr '\n' ' ' <out)"
 expect_db "SELECT string_agg(version, ',') FROM schema_migrations" "001"
 expect_db "SELECT count(*) FROM projects" 0

@@ -61,7 +61,7 @@ undo_log ""
 
 # ---- down: one step, the last applied (003, not 005) -------------------------
 expect_exit 0 om --yes migrate down
-expect_grep '^undone 003_t3\.sql' out
+expect_grep '^undid 003_t3\.sql' out
 expect_no_grep '005' out
 expect_applied "001,002,004,005"
 tables "t1,t2,t4,t5"
@@ -113,7 +113,7 @@ undo_log "003,005,004,002"
 expect_exit 0 om migrate --allow-out-of-order
 expect_applied "001,002,003,004,005"
 expect_exit 0 om --yes rollback --schema 2
-[ "$(grep -o '^undone [0-9_a-z.]*' out | tr '\n' ' ')" = "undone 005_t5.sql undone 004_t4.sql undone 003_t3.sql " ] ||
+[ "$(grep -o '^undid [0-9_a-z.]*' out | tr '\n' ' ')" = "undid 005_t5.sql undid 004_t4.sql undid 003_t3.sql " ] ||
 	fail "rollback --schema 2 order: $(tr '\n' ' ' <out)"
 expect_applied "001,002"
 tables "t1,t2"
@@ -130,7 +130,7 @@ INSERT INTO undo_log (version) VALUES ('004');
 SELECT no_such_function();
 SQL
 expect_exit 1 om --yes migrate down --to 3
-expect_grep '^undone 005_t5\.sql' out
+expect_grep '^undid 005_t5\.sql' out
 expect_grep 'migrations/rollback/004_t4\.down\.sql:3: .*no_such_function' err
 expect_applied "001,002,003,004"
 tables "t1,t2,t3,t4"
