@@ -5,6 +5,7 @@
 #include "adapters/http.h"
 #include "base/parse.h"
 #include "engines/probe.h"
+#include "system/clock.h"
 #include "system/fs.h"
 
 #include <cjson/cJSON.h>
@@ -39,13 +40,6 @@ struct health_opts {
 	const char *crit;
 	const char *metrics_file;
 };
-
-static void rfc3339(char *buf, size_t n, time_t t)
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 static int on_round(const struct probe_set *set, unsigned round, int64_t elapsed_ms, void *data)
 {
@@ -95,7 +89,7 @@ static void print_json(const struct probe_set *set, int code, unsigned rounds)
 	struct strbuf sb = STRBUF_INIT;
 	char when[32];
 
-	rfc3339(when, sizeof(when), time(NULL));
+	clock_rfc3339(when, time(NULL));
 	cJSON_AddStringToObject(doc, "status", ietf_status(probe_set_worst(set)));
 	cJSON_AddStringToObject(doc, "description", "opsctl health");
 	cJSON_AddStringToObject(doc, "output", summary(set, &sb));

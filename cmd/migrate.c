@@ -1,6 +1,7 @@
 /* opsctl migrate and opsctl rollback --schema: versioned SQL migrations
  * that cannot half-apply, race or drift. */
 #include "opsctl.h"
+#include "system/clock.h"
 #include "adapters/db.h"
 #include "base/parse.h"
 #include "engines/migrate.h"
@@ -46,13 +47,6 @@ struct run {
 	struct strbuf summary;  /* the closing line, said after the results */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_progress(const char *verb, const struct mig_file *f, size_t index, size_t total, void *data)
 {
 	struct run *r = data;
@@ -62,13 +56,9 @@ static void on_progress(const char *verb, const struct mig_file *f, size_t index
 
 static char *whoami(void)
 {
-	struct passwd *pw = getpwuid(geteuid());
-	char host[256] = "localhost";
-	gethostname(host, sizeof(host) - 1);
-	host[sizeof(host) - 1] = '\0';
-	if (pw)
-		return xstrfmt("%s@%s", pw->pw_name, host);
-	return xstrfmt("%u@%s", (unsigned)geteuid(), host);
+	char user[64], host[256];
+	clock_whoami(user, sizeof(user), host, sizeof(host));
+	return xstrfmt("%s@%s", user, host);
 }
 
 /* Settings from [migrations] and the command line; nothing touches the database yet. */
@@ -140,7 +130,7 @@ static cJSON *json_base(struct run *r, const char *action)
 
 static void json_finish(struct run *r, cJSON *doc, int code)
 {
-	cJSON_AddNumberToObject(doc, "duration_ms", (double)(now_ms() - r->started));
+	cJSON_AddNumberToObject(doc, "duration_ms", (double)(clock_now_ms() - r->started));
 	cJSON_AddNumberToObject(doc, "exit", code);
 	if (code && r->ctx->err.code) {
 		cJSON *e = cJSON_AddObjectToObject(doc, "error");
@@ -172,7 +162,7 @@ static void record(struct run *r, const char *command, int code)
 	if (r->display)
 		cJSON_AddStringToObject(fields, "database", r->display);
 	cJSON_AddItemToObject(fields, "migrations", done_list(&r->m));
-	cJSON_AddNumberToObject(fields, "duration_ms", (double)(now_ms() - r->started));
+	cJSON_AddNumberToObject(fields, "duration_ms", (double)(clock_now_ms() - r->started));
 	if (code)
 		cJSON_AddStringToObject(fields, "error", r->ctx->err.msg.buf);
 	cmd_history(r->ctx, command, code, fields);
@@ -255,7 +245,7 @@ static int do_up(struct run *r, const struct migrate_opts *o)
 			    r->m.napplied);
 	else if (ret == 0)
 		strbuf_addf(&r->summary, "applied %zu migration%s to '%s' in %lldms", n, n == 1 ? "" : "s",
-			    r->display, (long long)(now_ms() - r->started));
+			    r->display, (long long)(clock_now_ms() - r->started));
 	return finish(r, "migrate up", "applied", "applied", ret);
 }
 
@@ -559,7 +549,7 @@ int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx)
 	}
 
 	r.ctx = ctx;
-	r.started = now_ms();
+	r.started = clock_now_ms();
 	if (setup(&r, &o) < 0) {
 		code = cmd_fail(ctx, NULL);
 		goto out;
@@ -612,7 +602,7 @@ int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_USAGE;
 	}
 	r.ctx = ctx;
-	r.started = now_ms();
+	r.started = clock_now_ms();
 	if (setup(&r, &o) < 0) {
 		code = cmd_fail(ctx, NULL);
 		goto out;

@@ -1,5 +1,6 @@
 /* libpq adapter: connection resolution, deadline-bound connect and query. */
 #include "adapters/db.h"
+#include "system/clock.h"
 #include "base/config.h"
 #include "base/envfile.h"
 #include "base/exitcode.h"
@@ -11,13 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void target_add(struct db_target *t, const char *k, const char *v)
 {
@@ -330,7 +324,7 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 	*out = NULL;
 	if (timeout_ms <= 0)
 		timeout_ms = 30000;
-	deadline = now_ms() + timeout_ms;
+	deadline = clock_now_ms() + timeout_ms;
 	for (size_t i = 0; i < t->nr; i++, n++) {
 		kw[n] = t->keywords[i];
 		vals[n] = t->values[i];
@@ -348,7 +342,7 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 		goto failed;
 	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
 		struct pollfd pfd;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - clock_now_ms();
 		int rc;
 		if (left <= 0) {
 			ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
@@ -437,7 +431,7 @@ int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *param
 int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
 		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err)
 {
-	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? clock_now_ms() + timeout_ms : 0;
 	PGresult *r, *last = NULL;
 	struct strbuf reason = STRBUF_INIT;
 	int ret = 0, sent;
@@ -453,7 +447,7 @@ int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *
 	for (;;) {
 		while (PQisBusy(conn)) {
 			struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
-			int64_t left = deadline ? deadline - now_ms() : 1000;
+			int64_t left = deadline ? deadline - clock_now_ms() : 1000;
 			if (deadline && left <= 0) {
 				PGcancel *c = PQgetCancel(conn);
 				char buf[256];

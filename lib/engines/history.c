@@ -2,10 +2,10 @@
 #include "engines/history.h"
 #include "adapters/hash.h"
 #include "base/exitcode.h"
+#include "system/clock.h"
 #include "system/fs.h"
 
 #include <limits.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,24 +27,16 @@ static int is_standard_field(const char *name)
 int history_append(const char *state_dir, const char *command, int exit_code,
 		   cJSON *fields, struct ops_error *err)
 {
-	char host[HOST_NAME_MAX + 1] = "";
+	char host[HOST_NAME_MAX + 1], user[64];
 	char when[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	struct passwd *pw = getpwuid(geteuid());
 	cJSON *line = cJSON_CreateObject();
 	char *text = NULL, *path = NULL;
 	int ret;
 
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	gethostname(host, sizeof(host) - 1);
-
+	clock_rfc3339(when, time(NULL));
+	clock_whoami(user, sizeof(user), host, sizeof(host));
 	cJSON_AddStringToObject(line, "time", when);
-	if (pw)
-		cJSON_AddStringToObject(line, "user", pw->pw_name);
-	else
-		cJSON_AddNumberToObject(line, "user", (double)geteuid());
+	cJSON_AddStringToObject(line, "user", user);
 	cJSON_AddStringToObject(line, "host", host);
 	cJSON_AddNumberToObject(line, "pid", (double)getpid());
 	cJSON_AddStringToObject(line, "command", command ? command : "");

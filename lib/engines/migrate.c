@@ -1,5 +1,6 @@
 /* Versioned SQL migrations: scan, read history, lock, plan, apply, undo. */
 #include "engines/migrate.h"
+#include "system/clock.h"
 #include "adapters/db.h"
 #include "adapters/hash.h"
 #include "base/exitcode.h"
@@ -16,19 +17,6 @@
 
 #define NO_TX_MARK "-- opsctl:no-transaction"
 #define BASELINE_MARK "baseline"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
 
 /* "app.schema_migrations" -> "app"."schema_migrations" (each part escaped). */
 static char *quote_table(PGconn *conn, const char *table, const char *suffix)
@@ -613,7 +601,7 @@ int mig_lock(struct mig *m, struct ops_error *err)
 {
 	char key[24];
 	const char *params[1] = { key };
-	int64_t deadline = now_ms() + (m->lock_timeout_ms > 0 ? m->lock_timeout_ms : 0);
+	int64_t deadline = clock_now_ms() + (m->lock_timeout_ms > 0 ? m->lock_timeout_ms : 0);
 	int64_t pause = 50;
 	int ret;
 
@@ -630,11 +618,11 @@ int mig_lock(struct mig *m, struct ops_error *err)
 			m->locked = 1;
 			return 0;
 		}
-		if (now_ms() >= deadline) {
+		if (clock_now_ms() >= deadline) {
 			name_holder(m, err);
 			return -OPS_EXIT_LOCKED;
 		}
-		sleep_ms(pause < deadline - now_ms() ? pause : deadline - now_ms());
+		clock_sleep_ms(pause < deadline - clock_now_ms() ? pause : deadline - clock_now_ms());
 		if (pause < 500)
 			pause *= 2;
 	}
@@ -953,14 +941,14 @@ static void prefix_checksum(const struct mig_script *s, size_t upto, char hex[65
 
 static int apply_tx(struct mig *m, const struct mig_file *f, struct mig_script *s, struct ops_error *err)
 {
-	int64_t start = now_ms();
+	int64_t start = clock_now_ms();
 	int ret = exec_simple(m, "BEGIN", err);
 	if (ret < 0)
 		return ret;
 	for (size_t i = s->first; i < s->last && ret == 0; i++)
 		if (s->sql.stmts[i].body_len)
 			ret = run_statement(m, f->path, s, i, err);
-	if (ret == 0 && (insert_row(m, f, (long)(now_ms() - start), err) < 0 ||
+	if (ret == 0 && (insert_row(m, f, (long)(clock_now_ms() - start), err) < 0 ||
 			 exec_simple(m, "COMMIT", err) < 0)) {
 		/* deferred constraints fail here, at COMMIT */
 		ops_error_prefix(err, "%s", f->path);
@@ -970,7 +958,7 @@ static int apply_tx(struct mig *m, const struct mig_file *f, struct mig_script *
 		rollback_quietly(m);
 		return ret;
 	}
-	record_done(m, f->version, f->script_name, (long)(now_ms() - start), (long)s->count);
+	record_done(m, f->version, f->script_name, (long)(clock_now_ms() - start), (long)s->count);
 	return reset_session(m, err);
 }
 
@@ -1002,7 +990,7 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 		       const struct mig_partial *partial, struct ops_error *err)
 {
 	struct strbuf sql = STRBUF_INIT;
-	int64_t start = now_ms();
+	int64_t start = clock_now_ms();
 	size_t i, done = 0, resume_at = 0;
 	int ret;
 
@@ -1053,7 +1041,7 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 	/* the row and the end of the progress record commit together */
 	ret = exec_simple(m, "BEGIN", err);
 	if (ret == 0)
-		ret = insert_row(m, f, (long)(now_ms() - start), err);
+		ret = insert_row(m, f, (long)(clock_now_ms() - start), err);
 	if (ret == 0) {
 		const char *params[1] = { f->version };
 		PGresult *res = NULL;
@@ -1070,7 +1058,7 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 		rollback_quietly(m);
 		goto out;
 	}
-	record_done(m, f->version, f->script_name, (long)(now_ms() - start), (long)s->count);
+	record_done(m, f->version, f->script_name, (long)(clock_now_ms() - start), (long)s->count);
 	ret = reset_session(m, err);
 out:
 	strbuf_release(&sql);
@@ -1184,7 +1172,7 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 		const char *params[1] = { a->version };
 		struct mig_script s;
 		struct mig_file shown;
-		int64_t start = now_ms();
+		int64_t start = clock_now_ms();
 		PGresult *res = NULL;
 
 		memset(&shown, 0, sizeof(shown));
@@ -1220,7 +1208,7 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 		if (ret < 0)
 			rollback_quietly(m);
 		else
-			record_done(m, a->version, a->script_name, (long)(now_ms() - start), (long)s.count);
+			record_done(m, a->version, a->script_name, (long)(clock_now_ms() - start), (long)s.count);
 		if (ret == 0)
 			ret = reset_session(m, err);
 		script_release(&s);

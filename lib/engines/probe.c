@@ -1,6 +1,7 @@
 /* Health probes: build them from config or targets, run them all at once,
  * judge what came back, and wait for a run of passes. */
 #include "engines/probe.h"
+#include "system/clock.h"
 #include "adapters/http.h"
 #include "base/config.h"
 #include "base/envfile.h"
@@ -25,13 +26,6 @@
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define MAX_BACKOFF_MS 5000
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *probe_state_name(enum probe_state s)
 {
@@ -642,7 +636,7 @@ static void run_postgres(struct probe *p, int64_t timeout_ms)
 	struct ops_error err = OPS_ERROR_INIT;
 	PGconn *conn = NULL;
 	PGresult *res = NULL;
-	int64_t start = now_ms(), left;
+	int64_t start = clock_now_ms(), left;
 
 	p->unit = "ms";
 	if (db_connect(&conn, &p->db, "opsctl health", timeout_ms, &err) < 0) {
@@ -650,7 +644,7 @@ static void run_postgres(struct probe *p, int64_t timeout_ms)
 			   err.msg.buf);
 		goto out;
 	}
-	left = timeout_ms - (now_ms() - start);
+	left = timeout_ms - (clock_now_ms() - start);
 	if (db_exec(conn, sql, 0, NULL, left > 100 ? left : 100, &res, &err) < 0) {
 		set_result(p, err.code == OPS_EXIT_UNREACHABLE ? PROBE_UNREACHABLE : PROBE_FAIL,
 			   "query failed: %s", err.msg.buf);
@@ -670,7 +664,7 @@ static void run_postgres(struct probe *p, int64_t timeout_ms)
 			   st == PROBE_FAIL ? ", above crit" : st == PROBE_WARN ? ", above warn" : "");
 	}
 out:
-	p->duration_ms = (double)(now_ms() - start);
+	p->duration_ms = (double)(clock_now_ms() - start);
 	p->observed = p->duration_ms;
 	if (res)
 		PQclear(res);
@@ -685,7 +679,7 @@ static int read_line(int fd, char *buf, size_t cap, int64_t deadline)
 	size_t n = 0;
 	while (n + 1 < cap) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - clock_now_ms();
 		ssize_t r;
 		if (left <= 0)
 			return -1;
@@ -723,7 +717,7 @@ static int write_all(int fd, const char *data, size_t len)
 static void run_tcp(struct probe *p, int64_t timeout_ms)
 {
 	struct addrinfo hints, *ai = NULL, *a;
-	int64_t start = now_ms(), deadline = start + timeout_ms;
+	int64_t start = clock_now_ms(), deadline = start + timeout_ms;
 	int fd = -1, rc, last_errno = 0;
 	char line[256];
 	struct strbuf cmd = STRBUF_INIT;
@@ -753,7 +747,7 @@ static void run_tcp(struct probe *p, int64_t timeout_ms)
 		}
 		pfd.fd = fd;
 		pfd.events = POLLOUT;
-		left = deadline - now_ms();
+		left = deadline - clock_now_ms();
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
 			last_errno = ETIMEDOUT;
 			goto next;
@@ -805,7 +799,7 @@ next:
 	else
 		set_result(p, PROBE_FAIL, "unexpected answer to PING: '%.60s'", line);
 out:
-	p->duration_ms = (double)(now_ms() - start);
+	p->duration_ms = (double)(clock_now_ms() - start);
 	p->observed = p->duration_ms;
 	if (ai)
 		freeaddrinfo(ai);
@@ -817,7 +811,7 @@ out:
 static void run_disk(struct probe *p)
 {
 	struct statvfs st;
-	int64_t start = now_ms();
+	int64_t start = clock_now_ms();
 	struct strbuf used = STRBUF_INIT, total = STRBUF_INIT;
 
 	p->unit = "%";
@@ -838,7 +832,7 @@ static void run_disk(struct probe *p)
 			   pct, used.buf, total.buf, p->warn_pct, p->crit_pct);
 	}
 out:
-	p->duration_ms = (double)(now_ms() - start);
+	p->duration_ms = (double)(clock_now_ms() - start);
 	strbuf_release(&used);
 	strbuf_release(&total);
 }
@@ -848,7 +842,7 @@ static void run_memory(struct probe *p)
 	FILE *f = fopen("/proc/meminfo", "re");
 	char line[256];
 	unsigned long long total = 0, avail = 0;
-	int64_t start = now_ms();
+	int64_t start = clock_now_ms();
 
 	p->unit = "%";
 	if (!f) {
@@ -876,7 +870,7 @@ static void run_memory(struct probe *p)
 out:
 	if (f)
 		fclose(f);
-	p->duration_ms = (double)(now_ms() - start);
+	p->duration_ms = (double)(clock_now_ms() - start);
 }
 
 struct worker {
@@ -995,16 +989,10 @@ int probe_exit_code(const struct probe_set *set)
 	return OPS_EXIT_FAILED;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL); /* EINTR ends the sleep early: the caller checks for a stop */
-}
-
 int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsigned consecutive,
 	       probe_round_fn on_round, void *data, struct ops_error *err)
 {
-	int64_t start = now_ms(), deadline = start + wait_ms;
+	int64_t start = clock_now_ms(), deadline = start + wait_ms;
 	int64_t delay = interval_ms > 0 ? interval_ms : 1000;
 	unsigned round = 0;
 	int ret = 0;
@@ -1014,7 +1002,7 @@ int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsi
 	for (size_t i = 0; i < set->nr; i++)
 		set->items[i].passes_in_row = 0;
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - clock_now_ms();
 		int all = 1;
 		ret = run_all_capped(set, left > 200 ? left : 200, err);
 		if (ret < 0)
@@ -1030,17 +1018,17 @@ int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsi
 			if (p->passes_in_row < consecutive)
 				all = 0;
 		}
-		if (on_round && on_round(set, round, now_ms() - start, data)) {
+		if (on_round && on_round(set, round, clock_now_ms() - start, data)) {
 			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted while waiting for checks");
 			break;
 		}
 		if (all)
 			break;
-		left = deadline - now_ms();
+		left = deadline - clock_now_ms();
 		if (left <= 0)
 			break;
-		sleep_ms(delay < left ? delay : left);
-		if (on_round && on_round(NULL, round, now_ms() - start, data)) {
+		clock_sleep_ms(delay < left ? delay : left);
+		if (on_round && on_round(NULL, round, clock_now_ms() - start, data)) {
 			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted while waiting for checks");
 			break;
 		}

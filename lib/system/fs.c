@@ -2,12 +2,12 @@
  * locks that carry a JSON note naming their holder. */
 #include "system/fs.h"
 #include "base/exitcode.h"
+#include "system/clock.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,15 +239,6 @@ out:
 	return ret;
 }
 
-/* RFC 3339 UTC with seconds: "2026-11-21T21:00:00Z". */
-static void format_utc_now(char out[32])
-{
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void lock_describe_holder(int fd, const char *name, struct ops_error *err)
 {
 	char buf[LOCK_NOTE_MAX];
@@ -289,20 +280,16 @@ static void lock_describe_holder(int fd, const char *name, struct ops_error *err
 
 static void lock_write_note(int fd, const char *command)
 {
-	char host[HOST_NAME_MAX + 1] = "";
+	char host[HOST_NAME_MAX + 1], user[64];
 	char since[32];
-	struct passwd *pw = getpwuid(geteuid());
 	cJSON *note = cJSON_CreateObject();
 	char *text = NULL;
 
-	gethostname(host, sizeof(host) - 1);
-	format_utc_now(since);
+	clock_whoami(user, sizeof(user), host, sizeof(host));
+	clock_rfc3339(since, time(NULL));
 	cJSON_AddNumberToObject(note, "pid", (double)getpid());
 	cJSON_AddStringToObject(note, "command", command ? command : "opsctl");
-	if (pw)
-		cJSON_AddStringToObject(note, "user", pw->pw_name);
-	else
-		cJSON_AddNumberToObject(note, "user", (double)geteuid());
+	cJSON_AddStringToObject(note, "user", user);
 	cJSON_AddStringToObject(note, "host", host);
 	cJSON_AddStringToObject(note, "since", since);
 	text = cJSON_PrintUnformatted(note);
