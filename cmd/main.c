@@ -336,7 +336,7 @@ int main(int argc, const char **argv)
 out:
 	/* A result that could not be written must not look like success. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		term_error(&ctx.term, "cannot write to standard output: %s", strerror(errno));
+		term_error(&ctx.term, "cannot write to standard output: %s", ops_strerror(errno));
 		if (code == OPS_EXIT_OK)
 			code = OPS_EXIT_FAILED;
 	}

@@ -358,7 +358,7 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 		rc = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
 		if (rc < 0 && errno != EINTR) {
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot connect to '%s': %s",
-					    t->display, strerror(errno));
+					    t->display, ops_strerror(errno));
 			goto out;
 		}
 		if (rc > 0)
@@ -464,7 +464,7 @@ int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *
 			}
 			if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR) {
 				ret = ops_error_set(err, OPS_EXIT_FAILED, "waiting for the database: %s",
-						    strerror(errno));
+						    ops_strerror(errno));
 				goto out;
 			}
 			if (!PQconsumeInput(conn)) {

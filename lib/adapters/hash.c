@@ -60,7 +60,7 @@ int hash_sha256_file(const char *path, char hex_out[65], uint64_t *size, struct 
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, strerror(errno));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, ops_strerror(errno));
 		goto out;
 	}
 	hash_sha256_init(&ctx);
@@ -70,7 +70,7 @@ int hash_sha256_file(const char *path, char hex_out[65], uint64_t *size, struct 
 			if (errno == EINTR)
 				continue;
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path,
-					    strerror(errno));
+					    ops_strerror(errno));
 			goto out;
 		}
 		if (n == 0)

@@ -103,13 +103,9 @@ static void finish(struct transfer *t, CURLcode rc)
 	r->unreachable = is_unreachable(rc);
 	if (rc == CURLE_COULDNT_CONNECT) {
 		long os_errno = 0;
-		struct strbuf why = STRBUF_INIT;
 		curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno);
-		strbuf_addstr(&why, os_errno ? strerror((int)os_errno) : "cannot connect");
-		if (why.len > 1 && why.buf[0] >= 'A' && why.buf[0] <= 'Z' && !(why.buf[1] >= 'A' && why.buf[1] <= 'Z'))
-			why.buf[0] = (char)(why.buf[0] - 'A' + 'a');
-		ops_error_set(&r->err, OPS_EXIT_UNREACHABLE, "cannot connect: %s", why.buf);
-		strbuf_release(&why);
+		ops_error_set(&r->err, OPS_EXIT_UNREACHABLE, "cannot connect: %s",
+			      os_errno ? ops_strerror((int)os_errno) : "no answer");
 		return;
 	}
 	if (rc == CURLE_COULDNT_RESOLVE_HOST) {

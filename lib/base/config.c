@@ -37,7 +37,7 @@ struct parse_state {
 
 static void errno_text(char *buf, size_t n, int errnum)
 {
-	strlcpy_s(buf, strerror(errnum), n);
+	strlcpy_s(buf, ops_strerror(errnum), n);
 	buf[0] = (char)tolower((unsigned char)buf[0]);
 }
 

@@ -274,7 +274,7 @@ int envfile_load(struct envfile *env, const char *path, struct ops_error *err)
 	if (read_whole_file(path, &buf) < 0) {
 		char reason[128];
 
-		strlcpy_s(reason, strerror(errno), sizeof(reason));
+		strlcpy_s(reason, ops_strerror(errno), sizeof(reason));
 		reason[0] = (char)tolower((unsigned char)reason[0]);
 		ret = ops_error_set(err, OPS_EXIT_CONFIG, "cannot read env file '%s': %s", path,
 				    reason);

@@ -3,6 +3,7 @@
 #include "base/exitcode.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 void ops_error_init(struct ops_error *e)
 {
@@ -63,6 +64,18 @@ void ops_error_prefix(struct ops_error *e, const char *fmt, ...)
 	strbuf_addbuf(&sb, &e->msg);
 	strbuf_release(&e->msg);
 	e->msg = sb;
+}
+
+const char *ops_strerror(int errnum)
+{
+	static __thread char buf[128];
+	char *msg = strerror_r(errnum, buf, sizeof(buf)); /* GNU: may return a static string */
+	if (msg != buf)
+		strlcpy_s(buf, msg, sizeof(buf));
+	/* "No such file" -> "no such file", but keep "ELF ..." style acronyms */
+	if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+		buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
 }
 
 const char *ops_exit_name(int code)

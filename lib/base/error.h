@@ -25,6 +25,11 @@ int ops_error_set(struct ops_error *e, int code, const char *fmt, ...)
 /* Adds (replaces) the hint. */
 void ops_error_hint(struct ops_error *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* strerror with the first letter lowercased, as every opsctl message is:
+ * "cannot read 'x': no such file or directory". Thread-safe (a per-thread
+ * buffer, valid until the next call in the same thread). */
+const char *ops_strerror(int errnum);
+
 /* Puts "prefix: " in front of the current message (context added on the way up). */
 void ops_error_prefix(struct ops_error *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -308,7 +308,7 @@ int mig_scan(struct mig *m, struct ops_error *err)
 		if (errno == ENOENT)
 			return 0;
 		return ops_error_set(err, OPS_EXIT_CONFIG, "cannot read migrations directory '%s': %s", m->dir,
-				     strerror(errno));
+				     ops_strerror(errno));
 	}
 	while ((de = readdir(d))) {
 		struct mig_file f;

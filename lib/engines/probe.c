@@ -760,14 +760,8 @@ next:
 		fd = -1;
 	}
 	if (fd < 0) {
-		const char *why = last_errno == ETIMEDOUT ? "no answer in time" : strerror(last_errno);
+		const char *why = last_errno == ETIMEDOUT ? "no answer in time" : ops_strerror(last_errno);
 		set_result(p, PROBE_UNREACHABLE, "cannot connect to '%s:%s': %s", p->host, p->port, why);
-		if (last_errno != ETIMEDOUT && p->detail.len) {
-			/* strerror's capital letter */
-			char *c = strstr(p->detail.buf, "': ");
-			if (c && isupper((unsigned char)c[3]))
-				c[3] = (char)tolower((unsigned char)c[3]);
-		}
 		goto out;
 	}
 	if (!p->redis) {
@@ -816,7 +810,7 @@ static void run_disk(struct probe *p)
 
 	p->unit = "%";
 	if (statvfs(p->path, &st) < 0) {
-		set_result(p, PROBE_FAIL, "cannot stat '%s': %s", p->path, strerror(errno));
+		set_result(p, PROBE_FAIL, "cannot stat '%s': %s", p->path, ops_strerror(errno));
 		goto out;
 	}
 	{
@@ -846,7 +840,7 @@ static void run_memory(struct probe *p)
 
 	p->unit = "%";
 	if (!f) {
-		set_result(p, PROBE_FAIL, "cannot read '/proc/meminfo': %s", strerror(errno));
+		set_result(p, PROBE_FAIL, "cannot read '/proc/meminfo': %s", ops_strerror(errno));
 		goto out;
 	}
 	while (fgets(line, sizeof(line), f)) {

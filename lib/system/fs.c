@@ -59,12 +59,12 @@ int fs_fsync_dir(const char *dir, struct ops_error *err)
 
 	if (fd < 0)
 		return ops_error_set(err, OPS_EXIT_FAILED, "cannot open directory '%s': %s",
-				     dir, strerror(errno));
+				     dir, ops_strerror(errno));
 	/* Some filesystems cannot sync a directory; their renames are as
 	 * durable as they get, so that is not an error. */
 	if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot sync directory '%s': %s",
-				    dir, strerror(errno));
+				    dir, ops_strerror(errno));
 	close(fd);
 	return ret;
 }
@@ -112,7 +112,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
 	goto out;
 
 fail:
-	ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, strerror(errno));
+	ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, ops_strerror(errno));
 out:
 	if (fd >= 0)
 		close(fd);
@@ -132,7 +132,7 @@ int fs_append_line(const char *path, const char *line, int mode, struct ops_erro
 
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode < 0 ? 0644 : (mode_t)mode);
 	if (fd < 0) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open '%s': %s", path, strerror(errno));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open '%s': %s", path, ops_strerror(errno));
 		goto out;
 	}
 	strbuf_addstr(&sb, line);
@@ -144,11 +144,11 @@ int fs_append_line(const char *path, const char *line, int mode, struct ops_erro
 	} while (n < 0 && errno == EINTR);
 	if (n < 0 || (size_t)n != sb.len) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path,
-				    n < 0 ? strerror(errno) : "short write");
+				    n < 0 ? ops_strerror(errno) : "short write");
 		goto out;
 	}
 	if (fsync(fd) < 0) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, strerror(errno));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", path, ops_strerror(errno));
 		goto out;
 	}
 	if (created) {
@@ -170,7 +170,7 @@ int fs_read_file(const char *path, struct strbuf *out, size_t max, struct ops_er
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, strerror(errno));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, ops_strerror(errno));
 		goto out;
 	}
 	for (;;) {
@@ -181,7 +181,7 @@ int fs_read_file(const char *path, struct strbuf *out, size_t max, struct ops_er
 			if (errno == EINTR)
 				continue;
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path,
-					    strerror(errno));
+					    ops_strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -222,7 +222,7 @@ int fs_mkdir_p(const char *path, int mode, struct ops_error *err)
 			if (e != EEXIST || stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
 				ret = ops_error_set(err, OPS_EXIT_FAILED,
 						    "cannot create directory '%s': %s", p,
-						    e == EEXIST ? strerror(ENOTDIR) : strerror(e));
+						    e == EEXIST ? ops_strerror(ENOTDIR) : ops_strerror(e));
 				goto out;
 			}
 		}
@@ -329,7 +329,7 @@ int fs_lock_acquire(struct fs_lock *lock, const char *state_dir, const char *nam
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open lock file '%s': %s", path,
-				    strerror(errno));
+				    ops_strerror(errno));
 		goto out;
 	}
 	for (;;) {
@@ -342,7 +342,7 @@ int fs_lock_acquire(struct fs_lock *lock, const char *state_dir, const char *nam
 			continue;
 		if (errno != EWOULDBLOCK) {
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot lock '%s': %s", path,
-					    strerror(errno));
+					    ops_strerror(errno));
 			goto out;
 		}
 		left = wait_ms < 0 ? LOCK_POLL_MS : deadline - monotonic_ms();

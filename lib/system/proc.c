@@ -255,7 +255,7 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 	    (!opts->inherit_stdio && opts->out && make_pipe(out_pipe) < 0) ||
 	    (!opts->inherit_stdio && (opts->errout || stderr_tail) && make_pipe(err_pipe) < 0)) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
-				    strerror(errno));
+				    ops_strerror(errno));
 		goto out;
 	}
 
@@ -263,7 +263,7 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 	pid = fork();
 	if (pid < 0) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
-				    strerror(errno));
+				    ops_strerror(errno));
 		goto out;
 	}
 	if (pid == 0)
@@ -286,10 +286,10 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 	if (n == (ssize_t)sizeof(rep)) {
 		if (rep.stage == STAGE_CHDIR)
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s",
-					    name, opts->cwd, strerror(rep.err));
+					    name, opts->cwd, ops_strerror(rep.err));
 		else
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
-					    strerror(rep.err));
+					    ops_strerror(rep.err));
 		goto out;
 	}
 
@@ -327,7 +327,7 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 			/* SIGCHLD set to SIG_IGN: the kernel reaped it for us. */
 			reaped = 1;
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot wait for '%s': %s", name,
-					    strerror(errno));
+					    ops_strerror(errno));
 			goto out;
 		}
 
@@ -365,7 +365,7 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 			if (errno == EINTR)
 				continue;
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
-					    strerror(errno));
+					    ops_strerror(errno));
 			goto out;
 		}
 		if (in_idx >= 0 && pfd[in_idx].revents) {

@@ -147,7 +147,7 @@ static void test_write_atomic_missing_dir(void **state)
 {
 	struct ops_error err = OPS_ERROR_INIT;
 	char *path = xstrfmt("%s/no/such/dir/f", (char *)*state);
-	char *want = xstrfmt("cannot write '%s': No such file or directory", path);
+	char *want = xstrfmt("cannot write '%s': no such file or directory", path);
 
 	assert_int_equal(fs_write_atomic(path, "x", 1, -1, &err), -OPS_EXIT_FAILED);
 	assert_int_equal(err.code, OPS_EXIT_FAILED);
@@ -164,7 +164,7 @@ static void test_write_atomic_failure_keeps_original(void **state)
 {
 	struct ops_error err = OPS_ERROR_INIT;
 	char *path = xstrfmt("%s/keep.env", (char *)*state);
-	char *want = xstrfmt("cannot write '%s': File too large", path);
+	char *want = xstrfmt("cannot write '%s': file too large", path);
 	char big[4096], *text;
 	struct rlimit old, small;
 	void (*old_handler)(int);
@@ -252,7 +252,7 @@ static void test_mkdir_p(void **state)
 	char *c = xstrfmt("%s/a/b/c", (char *)*state);
 	char *file = xstrfmt("%s/a/file", (char *)*state);
 	char *under = xstrfmt("%s/a/file/x", (char *)*state);
-	char *want = xstrfmt("cannot create directory '%s': Not a directory", file);
+	char *want = xstrfmt("cannot create directory '%s': not a directory", file);
 	struct stat st;
 
 	assert_int_equal(fs_mkdir_p(deep, 0700, &err), 0);

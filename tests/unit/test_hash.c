@@ -113,7 +113,7 @@ static void test_sha256_file(void **state)
 	assert_int_equal(hash_sha256_file(missing, hex, NULL, &err), -OPS_EXIT_FAILED);
 	assert_int_equal(err.code, OPS_EXIT_FAILED);
 	{
-		char *want = xstrfmt("cannot read '%s': No such file or directory", missing);
+		char *want = xstrfmt("cannot read '%s': no such file or directory", missing);
 		assert_string_equal(err.msg.buf, want);
 		free(want);
 	}

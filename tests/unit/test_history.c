@@ -129,7 +129,7 @@ static void test_append_error(void **state)
 	struct ops_error err = OPS_ERROR_INIT;
 	char *file = xstrfmt("%s/file", (char *)*state);
 	char *state_dir = xstrfmt("%s/file/state", (char *)*state);
-	char *want = xstrfmt("cannot create directory '%s': Not a directory", file);
+	char *want = xstrfmt("cannot create directory '%s': not a directory", file);
 	FILE *f = fopen(file, "w");
 	cJSON *fields = cJSON_CreateObject();
 

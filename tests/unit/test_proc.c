@@ -61,12 +61,12 @@ static void test_missing_program(void **state)
 	assert_int_equal(proc_run(argv, NULL, &res, &err), -OPS_EXIT_FAILED);
 	assert_int_equal(err.code, OPS_EXIT_FAILED);
 	assert_string_equal(err.msg.buf,
-			    "cannot run 'opsctl-no-such-program': No such file or directory");
+			    "cannot run 'opsctl-no-such-program': no such file or directory");
 	assert_no_children();
 
 	assert_int_equal(proc_run_checked(argv, NULL, NULL, &err), -OPS_EXIT_FAILED);
 	assert_string_equal(err.msg.buf,
-			    "cannot run 'opsctl-no-such-program': No such file or directory");
+			    "cannot run 'opsctl-no-such-program': no such file or directory");
 	assert_no_children();
 	ops_error_release(&err);
 }
@@ -85,7 +85,7 @@ static void test_cwd(void **state)
 	opts.cwd = "/nonexistent-opsctl-dir";
 	assert_int_equal(proc_run(argv, &opts, &res, &err), -OPS_EXIT_FAILED);
 	assert_string_equal(err.msg.buf,
-			    "cannot run 'pwd' in '/nonexistent-opsctl-dir': No such file or directory");
+			    "cannot run 'pwd' in '/nonexistent-opsctl-dir': no such file or directory");
 	assert_no_children();
 	strbuf_release(&out);
 	ops_error_release(&err);
