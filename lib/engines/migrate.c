@@ -772,7 +772,7 @@ static int statement_error(const char *path, const struct mig_script *s, const s
 	struct strbuf msg = STRBUF_INIT;
 
 	if (diag->position > 0)
-		off = st->body_start + sql_char_to_byte(body + st->body_start, st->body_len, (size_t)diag->position - 1);
+		off = st->body_start + sql_char_to_byte(body + st->body_start, st->body_len, (size_t)diag->position);
 	strbuf_addbuf(&msg, &err->msg);
 	ops_error_set(err, OPS_EXIT_FAILED, "%s:%d: %s", path, sql_line_at(body, len, off), msg.buf);
 	if (diag->detail.len && diag->hint.len)

@@ -217,6 +217,25 @@ bash_complete opsctl health - >offered
 expect_offered "bash: opsctl health -<TAB>" $(help_options ../help-health)
 bash_complete opsctl - >offered
 expect_offered "bash: opsctl -<TAB>" $(help_options ../main-h)
+mkdir -p db/migrations/rollback
+: >db/migrations/007_add_orders.sql
+: >db/migrations/rollback/007_add_orders.down.sql
+migrate_subs="up down status validate repair new baseline"
+bash_complete opsctl migrate "" >offered
+expect_offered "bash: opsctl migrate <TAB>" $migrate_subs
+bash_complete opsctl -q migrate - >offered
+expect_offered "bash: opsctl -q migrate -<TAB>" --to --allow-out-of-order --dir
+bash_complete opsctl migrate status - >offered
+expect_offered "bash: opsctl migrate status -<TAB>" --exit-code --dir
+bash_complete opsctl migrate --dir "" >offered
+expect_offered "bash: opsctl migrate --dir <TAB>" db
+grep -qxF opsctl.conf offered && fail "bash: migrate --dir offers a file"
+bash_complete opsctl migrate --dir db/migrations --to "" >offered
+expect_offered "bash: opsctl migrate --dir DIR --to <TAB>" 007
+bash_complete opsctl rollback - >offered
+expect_offered "bash: opsctl rollback -<TAB>" $(help_options ../help-rollback)
+bash_complete opsctl rollback --dir db/migrations --schema "" >offered
+expect_offered "bash: opsctl rollback --schema <TAB>" 007
 
 if command -v fish >/dev/null 2>&1; then
 	fish_complete() {
@@ -230,6 +249,14 @@ if command -v fish >/dev/null 2>&1; then
 	expect_offered "fish: opsctl -c other.conf health <TAB>" other
 	fish_complete 'opsctl health --' >offered
 	expect_offered "fish: opsctl health --<TAB>" $(help_options ../help-health | grep -- '^--')
+	fish_complete 'opsctl migrate ' >offered
+	expect_offered "fish: opsctl migrate <TAB>" $migrate_subs
+	fish_complete 'opsctl migrate status --' >offered
+	expect_offered "fish: opsctl migrate status --<TAB>" --exit-code --dir
+	fish_complete 'opsctl migrate --dir ' >offered
+	expect_offered "fish: opsctl migrate --dir <TAB>" db/
+	fish_complete 'opsctl rollback --dir db/migrations --schema ' >offered
+	expect_offered "fish: opsctl rollback --schema <TAB>" 007
 else
 	say "fish not installed: fish completion behaviour not tried"
 fi

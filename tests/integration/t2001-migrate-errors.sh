@@ -98,6 +98,18 @@ expect_grep 'migrations/003_unknown_column\.sql:4: .*bogus_column' err
 expect_applied "001,002"
 no_table t3
 
+# the error token at the very start of a line: that line, not the one before
+cat >migrations/003_unknown_column.sql <<'SQL'
+CREATE TABLE t3 (id int PRIMARY KEY, name text);
+SELECT id,
+first_column_typo
+FROM t3;
+SQL
+expect_exit 1 om migrate
+expect_grep 'migrations/003_unknown_column\.sql:3: .*first_column_typo' err
+expect_applied "001,002"
+no_table t3
+
 # ---- a unique violation: no position, the line where the statement starts --
 cat >migrations/003_unknown_column.sql <<'SQL'
 CREATE TABLE t3 (id int PRIMARY KEY);
