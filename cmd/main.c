@@ -168,6 +168,9 @@ char *cmd_state_dir(const struct opsctl_ctx *ctx)
 
 	if (dir && *dir)
 		return cmd_config_path(ctx, dir);
+	dir = getenv("OPSCTL_STATE_DIR");
+	if (dir && *dir)
+		return xstrdup(dir);
 	if (!name || !*name)
 		name = "default";
 	if (geteuid() == 0)
@@ -288,6 +291,7 @@ int main(int argc, const char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.output = "text";
+	ctx.lock_wait_ms = -1; /* not given: each lock's own default */
 	config_init(&ctx.cfg);
 	envfile_init(&ctx.env);
 	ops_error_init(&ctx.err);

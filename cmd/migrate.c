@@ -79,7 +79,7 @@ static int setup(struct run *r, const struct migrate_opts *o)
 			return -ctx->err.code;
 		}
 	}
-	if (ctx->lock_wait_ms > 0)
+	if (ctx->lock_wait_ms >= 0)
 		lock_timeout = ctx->lock_wait_ms;
 	mig_init(&r->m, dir ? dir : "migrations", table && *table ? table : "schema_migrations", lock_timeout);
 	free(dir_owned);
@@ -156,12 +156,18 @@ static cJSON *done_list(const struct mig *m)
 	return arr;
 }
 
+#define HISTORY_MAX_MIGRATIONS 100
+
 static void record(struct run *r, const char *command, int code)
 {
-	cJSON *fields = cJSON_CreateObject();
+	cJSON *fields = cJSON_CreateObject(), *list = done_list(&r->m);
 	if (r->display)
 		cJSON_AddStringToObject(fields, "database", r->display);
-	cJSON_AddItemToObject(fields, "migrations", done_list(&r->m));
+	/* one line per run stays readable: the first 100, and how many in all */
+	while (cJSON_GetArraySize(list) > HISTORY_MAX_MIGRATIONS)
+		cJSON_DeleteItemFromArray(list, HISTORY_MAX_MIGRATIONS);
+	cJSON_AddItemToObject(fields, "migrations", list);
+	cJSON_AddNumberToObject(fields, "migrations_total", (double)r->m.ndone);
 	cJSON_AddNumberToObject(fields, "duration_ms", (double)(clock_now_ms() - r->started));
 	if (code)
 		cJSON_AddStringToObject(fields, "error", r->ctx->err.msg.buf);
@@ -202,6 +208,24 @@ static int finish(struct run *r, const char *command, const char *key, const cha
 	return code;
 }
 
+/* --dry-run: what would happen, as text lines or the "plan" of the JSON. */
+static int print_plan(struct run *r, const char *command, const char *verb, const char *const *names,
+		      size_t n, const char *nothing)
+{
+	if (r->ctx->json) {
+		cJSON *doc = json_base(r, command), *arr = cJSON_AddArrayToObject(doc, "plan");
+		for (size_t i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, cJSON_CreateString(names[i]));
+		json_finish(r, doc, 0);
+		return OPS_EXIT_OK;
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("would %s %s\n", verb, names[i]);
+	if (!n)
+		term_info(&r->ctx->term, "%s", nothing);
+	return OPS_EXIT_OK;
+}
+
 static int parse_to(struct run *r, const char *to, uint64_t *out)
 {
 	if (!to)
@@ -221,19 +245,13 @@ static int do_up(struct run *r, const struct migrate_opts *o)
 	if (ret == 0)
 		ret = connect_db(r, !ctx->dry_run);
 	if (ret == 0)
-		ret = mig_plan_up(&r->m, to, o->allow_out_of_order, &plan, &n, &ctx->err);
+		ret = mig_plan_up(&r->m, o->to != NULL, to, o->allow_out_of_order, &plan, &n, &ctx->err);
 	if (ret == 0 && ctx->dry_run) {
-		if (ctx->json) {
-			cJSON *doc = json_base(r, "migrate up"), *arr = cJSON_AddArrayToObject(doc, "plan");
-			for (size_t i = 0; i < n; i++)
-				cJSON_AddItemToArray(arr, cJSON_CreateString(plan[i]->script_name));
-			json_finish(r, doc, 0);
-		} else {
-			for (size_t i = 0; i < n; i++)
-				printf("would apply %s\n", plan[i]->script_name);
-			if (!n)
-				term_info(&ctx->term, "nothing to apply: '%s' is up to date", r->display);
-		}
+		const char **names = xcalloc(n + 1, sizeof(*names));
+		for (size_t i = 0; i < n; i++)
+			names[i] = plan[i]->script_name;
+		print_plan(r, "migrate up", "apply", names, n, "nothing to apply: the database is up to date");
+		free(names);
 		free(plan);
 		return OPS_EXIT_OK;
 	}
@@ -263,17 +281,11 @@ static int do_down(struct run *r, const char *to_arg, const char *command)
 	if (ret == 0)
 		ret = mig_plan_down(&r->m, to_arg != NULL, to, 1, &plan, &n, &ctx->err);
 	if (ret == 0 && ctx->dry_run) {
-		if (ctx->json) {
-			cJSON *doc = json_base(r, command), *arr = cJSON_AddArrayToObject(doc, "plan");
-			for (size_t i = 0; i < n; i++)
-				cJSON_AddItemToArray(arr, cJSON_CreateString(plan[i]->script_name));
-			json_finish(r, doc, 0);
-		} else {
-			for (size_t i = 0; i < n; i++)
-				printf("would undo %s\n", plan[i]->script_name);
-			if (!n)
-				term_info(&ctx->term, "nothing to undo");
-		}
+		const char **names = xcalloc(n + 1, sizeof(*names));
+		for (size_t i = 0; i < n; i++)
+			names[i] = plan[i]->script_name;
+		print_plan(r, command, "undo", names, n, "nothing to undo");
+		free(names);
 		free(plan);
 		return OPS_EXIT_OK;
 	}
@@ -427,10 +439,14 @@ static int do_repair(struct run *r)
 	size_t changed = 0;
 	int ret = connect_db(r, !r->ctx->dry_run);
 	if (ret == 0 && r->ctx->dry_run) {
+		const char **names = xcalloc(r->m.nrows + 1, sizeof(*names));
+		size_t n = 0;
 		for (size_t i = 0; i < r->m.nrows; i++)
 			if (r->m.rows[i].state == MIG_CHANGED || r->m.rows[i].state == MIG_PARTIAL ||
 			    (r->m.rows[i].applied && !r->m.rows[i].applied->checksum && r->m.rows[i].file))
-				printf("would accept %s\n", r->m.rows[i].file->script_name);
+				names[n++] = r->m.rows[i].file->script_name;
+		print_plan(r, "migrate repair", "accept", names, n, "nothing to repair");
+		free(names);
 		return OPS_EXIT_OK;
 	}
 	if (ret == 0)
@@ -449,10 +465,18 @@ static int do_baseline(struct run *r, const char *arg)
 	int ret = mig_parse_version(arg, &v, &r->ctx->err);
 	if (ret == 0)
 		ret = connect_db(r, !r->ctx->dry_run);
-	if (ret == 0 && r->ctx->dry_run) {
+	if (ret == 0 && r->ctx->dry_run && r->m.napplied) {
+		ret = ops_error_set(&r->ctx->err, OPS_EXIT_FAILED,
+				    "%s already has applied migrations; baseline is for a database that has none",
+				    r->m.table);
+	} else if (ret == 0 && r->ctx->dry_run) {
+		const char **names = xcalloc(r->m.nfiles + 1, sizeof(*names));
+		size_t n = 0;
 		for (size_t i = 0; i < r->m.nfiles; i++)
 			if (r->m.files[i].path && r->m.files[i].number <= v)
-				printf("would mark %s as applied\n", r->m.files[i].script_name);
+				names[n++] = r->m.files[i].script_name;
+		print_plan(r, "migrate baseline", "mark", names, n, "no file at or below that version: a marker row would be written");
+		free(names);
 		return OPS_EXIT_OK;
 	}
 	if (ret == 0)
@@ -465,8 +489,8 @@ static int do_new(struct run *r, const char *name)
 	char *up = NULL, *down = NULL;
 	int ret;
 	if (r->ctx->dry_run) {
-		printf("would create a migration named '%s' in '%s'\n", name, r->m.dir);
-		return OPS_EXIT_OK;
+		const char *names[1] = { name };
+		return print_plan(r, "migrate new", "create a migration named", names, 1, "");
 	}
 	ret = mig_new(&r->m, name, &up, &down, &r->ctx->err);
 	if (ret < 0)

@@ -22,7 +22,7 @@ struct opsctl_ctx {
 	int no_color;
 	int dry_run;
 	int yes;
-	int64_t lock_wait_ms;
+	int64_t lock_wait_ms;    /* -1 when not given; 0 = do not wait */
 	/* loaded state */
 	int have_config;
 	struct config cfg;
@@ -58,7 +58,7 @@ int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e);
 struct cJSON;
 void cmd_print_json(struct cJSON *doc);
 
-/* [app] state_dir, or /var/lib/opsctl/NAME for root and
+/* [app] state_dir, $OPSCTL_STATE_DIR, or /var/lib/opsctl/NAME for root and
  * $XDG_STATE_HOME/opsctl/NAME (~/.local/state/...) for others, NAME being
  * [app] name or "default". malloc'd. */
 char *cmd_state_dir(const struct opsctl_ctx *ctx);

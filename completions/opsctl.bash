@@ -1,11 +1,13 @@
 # bash completion for opsctl(1).
 # Installed as .../bash-completion/completions/opsctl; or: source opsctl.bash
-# The option lists follow 'opsctl -h' and 'opsctl health -h'
+# The option lists follow 'opsctl -h' and 'opsctl CMD -h' for each command
 # (tests/integration/t0900-docs.sh checks that none is missing).
 
 _opsctl_global_opts='-c --config --env-file -o --output --json -q --quiet -v --verbose --no-color -n --dry-run -y --yes --lock-wait --db --version -h --help'
-_opsctl_commands='health help'
+_opsctl_commands='health migrate rollback help'
 _opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require --expect --warn --crit --nagios --metrics-file -h --help'
+_opsctl_migrate_subcommands='up down status validate repair new baseline'
+_opsctl_rollback_opts='--schema --dir -h --help'
 
 # The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
 # ./opsctl.conf, /etc/opsctl/opsctl.conf.
@@ -55,6 +57,34 @@ _opsctl_reply() {
 	while IFS= read -r line; do
 		[ -n "$line" ] && [[ $line == "$cur"* ]] && COMPREPLY+=("$line")
 	done <<<"$(printf '%s\n' "$@")"
+}
+
+# The versions of the migration files: in --dir DIR on the line, else
+# ./migrations (a [migrations] dir of the config is not looked up).
+_opsctl_migration_versions() {
+	local i dir=migrations f
+	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+		case ${COMP_WORDS[i]} in
+		--dir)
+			dir=${COMP_WORDS[i + 1]}
+			[ "$dir" = "=" ] && dir=${COMP_WORDS[i + 2]}
+			;;
+		--dir=*) dir=${COMP_WORDS[i]#--dir=} ;;
+		esac
+	done
+	dir=${dir/#\~/$HOME}
+	for f in "$dir"/[0-9]*_*.sql; do
+		[ -e "$f" ] || continue
+		f=${f##*/}
+		[[ $f == *.down.sql ]] && continue
+		printf '%s\n' "${f%%_*}"
+	done
+}
+
+_opsctl_dirs() {
+	local IFS=$'\n'
+	compopt -o filenames 2>/dev/null
+	COMPREPLY+=($(compgen -d -- "$1"))
 }
 
 _opsctl_files() {
@@ -127,6 +157,58 @@ _opsctl() {
 	case $cmd in
 	help)
 		[ "$prev" = help ] && COMPREPLY=($(compgen -W "$_opsctl_commands" -- "$cur"))
+		;;
+	migrate)
+		local sub=""
+		for ((i = i + 1; i < COMP_CWORD; i++)); do
+			w=${COMP_WORDS[i]}
+			case $w in
+			--to | --dir) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+			-*) ;;
+			*)
+				sub=$w
+				break
+				;;
+			esac
+		done
+		case $prev in
+		--dir)
+			_opsctl_dirs "$cur"
+			return
+			;;
+		--to)
+			COMPREPLY=($(compgen -W "$(_opsctl_migration_versions)" -- "$cur"))
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			case $sub in
+			"" | up) COMPREPLY=($(compgen -W '--to --allow-out-of-order --dir -h --help' -- "$cur")) ;;
+			down) COMPREPLY=($(compgen -W '--to --dir -h --help' -- "$cur")) ;;
+			status) COMPREPLY=($(compgen -W '--exit-code --dir -h --help' -- "$cur")) ;;
+			*) COMPREPLY=($(compgen -W '--dir -h --help' -- "$cur")) ;;
+			esac
+			return
+		fi
+		case $sub in
+		"") COMPREPLY=($(compgen -W "$_opsctl_migrate_subcommands" -- "$cur")) ;;
+		baseline)
+			[ "$prev" = baseline ] && COMPREPLY=($(compgen -W "$(_opsctl_migration_versions)" -- "$cur"))
+			;;
+		esac
+		;;
+	rollback)
+		case $prev in
+		--schema)
+			COMPREPLY=($(compgen -W "$(_opsctl_migration_versions)" -- "$cur"))
+			return
+			;;
+		--dir)
+			_opsctl_dirs "$cur"
+			return
+			;;
+		esac
+		[[ $cur == -* || -z $cur ]] && COMPREPLY=($(compgen -W "$_opsctl_rollback_opts" -- "$cur"))
 		;;
 	health)
 		case $prev in

@@ -1,5 +1,5 @@
 # fish completion for opsctl(1). Installed into fish's vendor_completions.d.
-# The option lists follow 'opsctl -h' and 'opsctl health -h'
+# The option lists follow 'opsctl -h' and 'opsctl CMD -h' for each command
 # (tests/integration/t0900-docs.sh checks that none is missing).
 
 # The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
@@ -87,6 +87,75 @@ function __opsctl_health_targets
         redis:// 'Redis PING (redis://HOST:PORT)' disk: 'file system usage (disk:PATH)'
 end
 
+# The words after the command (its options and their values skipped).
+function __opsctl_args
+    set -l words (commandline -opc)
+    set -l seen 0
+    set -l skip 0
+    for w in $words[2..-1]
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        if test $seen = 0
+            switch $w
+                case -c --config --env-file -o --output --lock-wait --db
+                    set skip 1
+                case '-*'
+                case '*'
+                    set seen 1
+            end
+            continue
+        end
+        switch $w
+            case --to --dir --schema
+                set skip 1
+            case '-*'
+            case '*'
+                echo $w
+        end
+    end
+end
+
+# migrate's subcommand, or nothing yet.
+function __opsctl_migrate_sub
+    set -l args (__opsctl_args)
+    test (count $args) -gt 0; and echo $args[1]
+end
+
+function __opsctl_migrate_needs_sub
+    __opsctl_using migrate; or return 1
+    set -l sub (__opsctl_migrate_sub)
+    test -z "$sub"
+end
+
+function __opsctl_migrate_sub_is
+    __opsctl_using migrate; or return 1
+    set -l sub (__opsctl_migrate_sub)
+    contains -- "$sub" $argv
+end
+
+# The versions of the migration files in --dir DIR (on the line) or ./migrations.
+function __opsctl_migration_versions
+    set -l words (commandline -opc)
+    set -l dir migrations
+    set -l n (count $words)
+    for i in (seq 1 $n)
+        switch $words[$i]
+            case --dir
+                test $i -lt $n; and set dir $words[(math $i + 1)]
+            case '--dir=*'
+                set dir (string replace -- '--dir=' '' $words[$i])
+        end
+    end
+    for f in $dir/*.sql
+        set -l base (basename $f)
+        string match -q -- '*.down.sql' $base; and continue
+        string match -qr -- '^[0-9]+_' $base; or continue
+        string replace -r -- '_.*' '' $base
+    end
+end
+
 complete -c opsctl -f
 
 # global options (before the command)
@@ -106,10 +175,32 @@ complete -c opsctl -n __opsctl_no_command -s h -l help -d 'show the global optio
 
 # commands
 complete -c opsctl -n __opsctl_no_command -a health -d 'probe HTTP endpoints, PostgreSQL, TCP, disk, memory'
+complete -c opsctl -n __opsctl_no_command -a migrate -d 'apply, undo, check and create versioned SQL migrations'
+complete -c opsctl -n __opsctl_no_command -a rollback -d 'undo migrations down to a version (--schema)'
 complete -c opsctl -n __opsctl_no_command -a help -d 'show help for opsctl or a command'
 
 # help COMMAND
-complete -c opsctl -n '__opsctl_using help' -a 'health help'
+complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback help'
+
+# migrate
+complete -c opsctl -n __opsctl_migrate_needs_sub -a up -d 'apply the pending migrations (the default)'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a down -d 'undo the newest migration, or those above --to'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a status -d 'show applied and pending migrations'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a validate -d 'report drift, missing files, partial runs'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a repair -d 'accept edited files, forget partial runs'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a new -d 'create the next migration and its down file'
+complete -c opsctl -n __opsctl_migrate_needs_sub -a baseline -d 'mark files up to VERSION as applied'
+complete -c opsctl -n '__opsctl_using migrate; and not __opsctl_migrate_sub_is status validate repair new baseline' -l to -x -a '(__opsctl_migration_versions)' -d 'up: apply up to VERSION; down: undo above it'
+complete -c opsctl -n '__opsctl_using migrate; and not __opsctl_migrate_sub_is down status validate repair new baseline' -l allow-out-of-order -d 'apply pending versions below the newest applied one'
+complete -c opsctl -n '__opsctl_migrate_needs_sub; or __opsctl_migrate_sub_is status' -l exit-code -d 'status: exit 9 when migrations are pending'
+complete -c opsctl -n '__opsctl_using migrate' -l dir -x -a '(__fish_complete_directories)' -d 'migrations directory'
+complete -c opsctl -n '__opsctl_using migrate' -s h -l help -d 'show the options'
+complete -c opsctl -n '__opsctl_migrate_sub_is baseline' -a '(__opsctl_migration_versions)' -d 'version'
+
+# rollback
+complete -c opsctl -n '__opsctl_using rollback' -l schema -x -a '(__opsctl_migration_versions)' -d 'undo migrations above VERSION'
+complete -c opsctl -n '__opsctl_using rollback' -l dir -x -a '(__fish_complete_directories)' -d 'migrations directory'
+complete -c opsctl -n '__opsctl_using rollback' -s h -l help -d 'show the options'
 
 # health
 complete -c opsctl -n '__opsctl_using health' -l db -d 'also check the database'

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define NO_TX_MARK "-- opsctl:no-transaction"
@@ -702,6 +703,18 @@ static void script_release(struct mig_script *s)
 	sql_script_release(&s->sql);
 }
 
+/* Whether a statement body begins with keyword a or b (case-insensitive). */
+static int starts_word(const char *body, const char *a, const char *b)
+{
+	const char *kw[2] = { a, b };
+	for (int i = 0; i < 2; i++) {
+		size_t n = strlen(kw[i]);
+		if (!strncasecmp(body, kw[i], n) && !isalnum((unsigned char)body[n]) && body[n] != '_')
+			return 1;
+	}
+	return 0;
+}
+
 static int load_script(const char *path, struct mig_script *s, struct ops_error *err)
 {
 	const char *body;
@@ -739,7 +752,9 @@ static int load_script(const char *path, struct mig_script *s, struct ops_error 
 			return ops_error_set(err, OPS_EXIT_CONFIG, "%s: no SQL statements", path);
 		if (!s->no_tx && b - a >= 2 &&
 		    sql_is_transaction_control(body + s->sql.stmts[a].body_start, s->sql.stmts[a].body_len) &&
-		    sql_is_transaction_control(body + s->sql.stmts[b - 1].body_start, s->sql.stmts[b - 1].body_len)) {
+		    sql_is_transaction_control(body + s->sql.stmts[b - 1].body_start, s->sql.stmts[b - 1].body_len) &&
+		    starts_word(body + s->sql.stmts[a].body_start, "BEGIN", "START") &&
+		    starts_word(body + s->sql.stmts[b - 1].body_start, "COMMIT", "END")) {
 			/* a file wrapped in BEGIN ... COMMIT: opsctl's own transaction replaces it */
 			s->first = a + 1;
 			s->last = b - 1;
@@ -834,7 +849,7 @@ static void record_done(struct mig *m, const char *version, const char *script_n
 
 /* ---- up ---- */
 
-int mig_plan_up(struct mig *m, uint64_t to, int allow_out_of_order,
+int mig_plan_up(struct mig *m, int have_to, uint64_t to, int allow_out_of_order,
 		const struct mig_file ***plan, size_t *n, struct ops_error *err)
 {
 	struct strbuf list = STRBUF_INIT;
@@ -856,7 +871,7 @@ int mig_plan_up(struct mig *m, uint64_t to, int allow_out_of_order,
 		const struct mig_row *r = &m->rows[i];
 		if (r->state != MIG_PENDING && r->state != MIG_OUT_OF_ORDER && r->state != MIG_PARTIAL)
 			continue;
-		if (to && r->number > to)
+		if (have_to && r->number > to)
 			continue;
 		if (r->state == MIG_OUT_OF_ORDER && !allow_out_of_order) {
 			ret = ops_error_set(err, OPS_EXIT_FAILED,
@@ -1010,9 +1025,13 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 		resume_at = i;
 		prefix_checksum(s, resume_at, hex);
 		if (done < (size_t)partial->done || strcmp(hex, partial->checksum)) {
-			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
-					    "%s: the %ld statement%s that already ran were edited since", f->path,
-					    partial->done, partial->done == 1 ? "" : "s");
+			if (partial->done == 1)
+				ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+						    "%s: the statement that already ran was edited since", f->path);
+			else
+				ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+						    "%s: the %ld statements that already ran were edited since",
+						    f->path, partial->done);
 			ops_error_hint(err, "restore them as they were; 'opsctl migrate repair' forgets the partial run if you cleaned up by hand");
 			goto out;
 		}
@@ -1024,7 +1043,9 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 		if (ret < 0) {
 			struct strbuf h = STRBUF_INIT;
 			strbuf_addf(&h, "statement %zu of %zu failed; ", done + 1, s->count);
-			if (done)
+			if (done == 1)
+				strbuf_addstr(&h, "statement 1 ran and is committed (no transaction); ");
+			else if (done)
 				strbuf_addf(&h, "statements 1-%zu ran and are committed (no transaction); ", done);
 			strbuf_addf(&h, "fix it and run 'opsctl migrate' again: it resumes at statement %zu", done + 1);
 			if (err->hint.len)
@@ -1238,6 +1259,8 @@ int mig_repair(struct mig *m, size_t *changed, struct ops_error *err)
 		ret = db_exec(m->conn, sql.buf, 2, params, 30000, &res, err);
 		if (res)
 			PQclear(res);
+		if (ret < 0)
+			break;
 		record_done(m, r->applied->version, r->file->script_name, -1, 0);
 		(*changed)++;
 	}
@@ -1269,6 +1292,8 @@ int mig_baseline(struct mig *m, uint64_t version, size_t *marked, struct ops_err
 		if (!f->path || f->number > version)
 			continue;
 		ret = insert_row(m, f, 0, err);
+		if (ret < 0)
+			break;
 		record_done(m, f->version, f->script_name, -1, 0);
 		(*marked)++;
 	}

@@ -121,9 +121,9 @@ int mig_prepare(struct mig *m, struct ops_error *err);
 
 /* What `up` would run, in order, after the checks (drift -> OPS_EXIT_INTEGRITY,
  * out of order without allow -> OPS_EXIT_FAILED, unreadable/empty/non-UTF-8
- * files -> OPS_EXIT_CONFIG). to == 0 means all. The array is malloc'd and
- * points into m->files. */
-int mig_plan_up(struct mig *m, uint64_t to, int allow_out_of_order,
+ * files -> OPS_EXIT_CONFIG). Only versions <= to when have_to. The array is
+ * malloc'd and points into m->files. */
+int mig_plan_up(struct mig *m, int have_to, uint64_t to, int allow_out_of_order,
 		const struct mig_file ***plan, size_t *n, struct ops_error *err);
 /* Applies the plan: each file and its row in one transaction; a
  * `-- opsctl:no-transaction` file statement by statement with its progress
@@ -157,7 +157,8 @@ int mig_parse_version(const char *s, uint64_t *out, struct ops_error *err);
 size_t mig_count(const struct mig *m, enum mig_state s);
 const char *mig_state_name(enum mig_state s);
 
-/* Reads a migration file and checks it: readable, valid UTF-8, not empty. */
+/* Reads a migration file and checks it is readable and valid UTF-8 (that it
+ * holds statements is checked when it is about to run or be planned). */
 int mig_read_file(const char *path, struct strbuf *out, struct ops_error *err);
 /* SHA-256 of text with CRLF and lone CR normalised to LF. */
 void mig_checksum(const char *text, size_t len, char hex[65]);

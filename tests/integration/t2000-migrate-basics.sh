@@ -343,5 +343,10 @@ tail -n 1 "$hf" >last.json
 expect_json last.json 'd["command"] == "migrate down" and d["outcome"] == "ok" and [m["version"] for m in d["migrations"]] == ["003"]'
 [ "$(wc -l <"$hf")" -eq 4 ] || fail "expected 4 history lines, got $(wc -l <"$hf")"
 expect_no_grep "$pw" "$hf"
+# without [app] state_dir: $OPSCTL_STATE_DIR (the harness points it into the scratch dir)
+sed -i '/^state_dir/d' hist/opsctl.conf
+expect_exit 0 opsctl -c hist/opsctl.conf migrate
+[ -f "$OPSCTL_STATE_DIR/history.jsonl" ] || fail "no history.jsonl in \$OPSCTL_STATE_DIR"
+expect_json <(tail -n 1 "$OPSCTL_STATE_DIR/history.jsonl") 'd["command"] == "migrate up"'
 
 test_done

@@ -38,6 +38,7 @@ TEST_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/opsctl-$TEST_NAME.XXXXXX") || {
 }
 chmod 755 "$TEST_SCRATCH"     # the postgres user must be able to enter it
 export HOME="$TEST_SCRATCH"    # no ~/.pgpass or ~/.psqlrc from the real user
+export OPSCTL_STATE_DIR="$TEST_SCRATCH/state"   # history and locks stay in the scratch dir, even as root
 cd "$TEST_SCRATCH" || exit 1
 
 TEST_FAILURES=0
