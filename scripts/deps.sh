@@ -8,7 +8,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libpq-dev libcurl4-openssl-dev libcjson-dev
-	zlib1g-dev libarchive-dev libssl-dev libinih-dev libcmocka-dev
+	zlib1g-dev libzstd-dev zstd libarchive-dev libssl-dev libinih-dev libcmocka-dev
 	postgresql postgresql-client nginx-light python3 curl procps util-linux)
 
 for arg in "$@"; do

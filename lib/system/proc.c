@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,34 +450,40 @@ static char *shell_name(const char *cmdline)
 	return xstrndup(cmdline, len);
 }
 
+/* 0 for exit status 0, else the error naming the program and quoting the
+ * last line of its stderr (tail, which is trimmed). */
+static int report_status(const char *name, const struct proc_result *res, struct strbuf *tail,
+			 struct ops_error *err)
+{
+	const char *line;
+
+	if (res->exited && res->status == 0)
+		return 0;
+	if (!res->exited)
+		return ops_error_set(err, OPS_EXIT_FAILED, "'%s' was killed by signal %d (%s)", name,
+				     res->status, strsignal(res->status));
+	strbuf_rtrim(tail);
+	line = memrchr(tail->buf, '\n', tail->len);
+	line = line ? line + 1 : tail->buf;
+	if (*line)
+		return ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d: %s",
+				     name, res->status, line);
+	return ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d", name,
+			     res->status);
+}
+
 static int run_checked(const char *const *argv, const char *name, const struct proc_opts *opts,
 		       struct proc_result *res, struct ops_error *err)
 {
 	struct strbuf tail = STRBUF_INIT;
 	struct proc_result local;
-	const char *line;
 	int ret;
 
 	if (!res)
 		res = &local;
 	ret = run(argv, name, opts, res, opts && opts->inherit_stdio ? NULL : &tail, err);
-	if (ret || (res->exited && res->status == 0))
-		goto out;
-	if (!res->exited) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' was killed by signal %d (%s)", name,
-				    res->status, strsignal(res->status));
-		goto out;
-	}
-	strbuf_rtrim(&tail);
-	line = memrchr(tail.buf, '\n', tail.len);
-	line = line ? line + 1 : tail.buf;
-	if (*line)
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d: %s",
-				    name, res->status, line);
-	else
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d", name,
-				    res->status);
-out:
+	if (!ret)
+		ret = report_status(name, res, &tail, err);
 	strbuf_release(&tail);
 	return ret;
 }
@@ -506,4 +513,370 @@ int proc_run_shell_checked(const char *cmdline, const struct proc_opts *opts,
 	int ret = run_checked(argv, name, opts, res, err);
 	free(name);
 	return ret;
+}
+
+/* Streaming children (proc_start/proc_finish/proc_kill). */
+
+/* A new deadline sent to the supervisor over its control pipe. */
+struct stream_deadline {
+	int64_t at;      /* absolute, monotonic_ms(); 0 = none */
+	int64_t label_ms; /* what the timeout message says */
+	int after_stream; /* the proc_finish deadline rather than opts->timeout_ms */
+	int quiet;        /* proc_kill: not a timeout to report */
+};
+
+struct proc_stream {
+	char *name;
+	pid_t pid;
+	int pidfd;
+	int ctl[2];            /* deadlines: we write ctl[1], the supervisor reads ctl[0] */
+	pthread_t thread;
+	struct capture err;    /* stderr; owned by the supervisor until joined */
+	struct strbuf tail;
+	int64_t start_ms;
+	int sigpipe_guarded;
+	/* written by the supervisor, read after the join */
+	struct stream_deadline fired; /* the deadline that made it send SIGTERM */
+	int term_sent;
+	int wait_errno;        /* waitid failed (SIGCHLD ignored: already reaped) */
+};
+
+/* SIGPIPE stays blocked in a thread while any stream with a stdin pipe that it
+ * started is open; the count makes overlapping streams nest. */
+static _Thread_local unsigned sigpipe_depth;
+static _Thread_local int sigpipe_unblock_at_end;
+static _Thread_local int sigpipe_pending_before;
+
+static void sigpipe_guard_enter(void)
+{
+	sigset_t set, old, pending;
+
+	if (sigpipe_depth++)
+		return;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sigpipe_unblock_at_end = !sigismember(&old, SIGPIPE);
+	sigpending(&pending);
+	sigpipe_pending_before = sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_guard_leave(void)
+{
+	struct timespec zero = { 0, 0 };
+	sigset_t set, pending;
+
+	if (!sigpipe_depth || --sigpipe_depth)
+		return;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigpending(&pending);
+	if (!sigpipe_pending_before && sigismember(&pending, SIGPIPE))
+		sigtimedwait(&set, NULL, &zero);
+	if (sigpipe_unblock_at_end)
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* 1 once the child has exited (left a zombie for us to reap), 0 while it
+ * runs, -1 when it cannot be waited for. */
+static int stream_exited(struct proc_stream *s)
+{
+	siginfo_t si;
+	int r;
+
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		r = waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+		if (r == 0)
+			return si.si_pid == s->pid;
+		if (errno != EINTR) {
+			s->wait_errno = errno;
+			return -1;
+		}
+	}
+}
+
+/* The supervisor thread: drains stderr, applies deadlines, and returns once
+ * the child has exited. It never reaps, so the pid cannot be reused while it
+ * may still send a signal. */
+static void *stream_supervise(void *arg)
+{
+	struct proc_stream *s = arg;
+	struct stream_deadline dl = { 0, 0, 0, 0 }, msg;
+	int ctl_fd = s->ctl[0], kill_sent = 0;
+	int64_t kill_at = 0;
+	ssize_t n;
+
+	for (;;) {
+		struct pollfd pfd[3];
+		int nfds = 0, wait_ms = -1, err_idx = -1, ctl_idx = -1;
+		int64_t now;
+
+		if (stream_exited(s))
+			break;
+		now = monotonic_ms();
+		if (dl.at && !s->term_sent && now >= dl.at) {
+			kill(s->pid, SIGTERM);
+			s->term_sent = 1;
+			s->fired = dl;
+			kill_at = now + KILL_GRACE_MS;
+		}
+		if (s->term_sent && !kill_sent && now >= kill_at) {
+			kill(s->pid, SIGKILL);
+			kill_sent = 1;
+		}
+		if (dl.at && !s->term_sent)
+			wait_ms = (int)(dl.at - now < 60000 ? dl.at - now : 60000);
+		else if (s->term_sent && !kill_sent)
+			wait_ms = (int)(kill_at - now);
+		if (s->pidfd < 0 && (wait_ms < 0 || wait_ms > REAP_TICK_MS))
+			wait_ms = REAP_TICK_MS;
+
+		if (s->err.fd >= 0) {
+			err_idx = nfds;
+			pfd[nfds++] = (struct pollfd){ s->err.fd, POLLIN, 0 };
+		}
+		if (ctl_fd >= 0) {
+			ctl_idx = nfds;
+			pfd[nfds++] = (struct pollfd){ ctl_fd, POLLIN, 0 };
+		}
+		if (s->pidfd >= 0)
+			pfd[nfds++] = (struct pollfd){ s->pidfd, POLLIN, 0 };
+		if (poll(pfd, (nfds_t)nfds, wait_ms) < 0)
+			continue; /* EINTR; nothing else is expected with valid fds */
+		if (ctl_idx >= 0 && pfd[ctl_idx].revents) {
+			do {
+				n = read(ctl_fd, &msg, sizeof(msg));
+			} while (n < 0 && errno == EINTR);
+			if (n == (ssize_t)sizeof(msg)) {
+				/* The earlier of two deadlines wins; one already fired stays. */
+				if (!s->term_sent && (!dl.at || msg.at < dl.at))
+					dl = msg;
+			} else {
+				ctl_fd = -1;
+			}
+		}
+		if (err_idx >= 0 && pfd[err_idx].revents)
+			capture_read(&s->err);
+	}
+	capture_drain(&s->err);
+	return NULL;
+}
+
+static void stream_send_deadline(struct proc_stream *s, const struct stream_deadline *dl)
+{
+	ssize_t n;
+	do {
+		n = write(s->ctl[1], dl, sizeof(*dl));
+	} while (n < 0 && errno == EINTR);
+}
+
+/* Closes our ends, sends the last deadline, joins the supervisor and reaps
+ * the child; fills res. The stream itself is freed by stream_free. */
+static void stream_stop(struct proc_child *c, const struct stream_deadline *dl,
+			struct proc_result *res)
+{
+	struct proc_stream *s = c->priv;
+	int status = 0;
+
+	close_fd(&c->in_fd);
+	close_fd(&c->out_fd);
+	stream_send_deadline(s, dl);
+	pthread_join(s->thread, NULL);
+	while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	memset(res, 0, sizeof(*res));
+	res->elapsed_ms = monotonic_ms() - s->start_ms;
+	res->exited = WIFEXITED(status);
+	res->status = res->exited ? WEXITSTATUS(status) : WTERMSIG(status);
+	res->timed_out = s->term_sent && !s->fired.quiet;
+}
+
+static void stream_free(struct proc_stream *s)
+{
+	if (!s)
+		return;
+	close_fd(&s->err.fd);
+	close_fd(&s->ctl[0]);
+	close_fd(&s->ctl[1]);
+	close_fd(&s->pidfd);
+	if (s->sigpipe_guarded)
+		sigpipe_guard_leave();
+	strbuf_release(&s->tail);
+	free(s->name);
+	free(s);
+}
+
+int proc_start(const char *const *argv, const struct proc_stream_opts *opts,
+	       struct proc_child *c, struct ops_error *err)
+{
+	static const struct proc_stream_opts no_opts;
+	struct proc_stream *s = NULL;
+	char **env = NULL;
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+	int report[2] = { -1, -1 };
+	int devnull = -1, ret = 0, rc;
+	struct child_report rep;
+	sigset_t all, old_mask;
+	ssize_t n;
+
+	c->in_fd = c->out_fd = -1;
+	c->pid = -1;
+	c->priv = NULL;
+	if (!opts)
+		opts = &no_opts;
+	if (!argv || !argv[0])
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot run an empty command");
+
+	s = xcalloc(1, sizeof(*s));
+	s->name = xstrdup(argv[0]);
+	s->pid = -1;
+	s->pidfd = -1;
+	s->ctl[0] = s->ctl[1] = -1;
+	strbuf_init(&s->tail, 0);
+	s->err = (struct capture){ -1, opts->errout,
+				   opts->capture_max ? opts->capture_max : DEFAULT_CAPTURE_MAX, 0,
+				   &s->tail };
+	if (opts->pipes & PROC_PIPE_STDIN) {
+		sigpipe_guard_enter();
+		s->sigpipe_guarded = 1;
+	}
+	if (opts->env_add)
+		env = build_env(opts->env_add);
+	if ((devnull = open_devnull()) < 0 || make_pipe(report) < 0 || make_pipe(err_pipe) < 0 ||
+	    make_pipe(s->ctl) < 0 ||
+	    ((opts->pipes & PROC_PIPE_STDIN) && make_pipe(in_pipe) < 0) ||
+	    ((opts->pipes & PROC_PIPE_STDOUT) && make_pipe(out_pipe) < 0)) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", s->name,
+				    ops_strerror(errno));
+		goto out;
+	}
+
+	s->start_ms = monotonic_ms();
+	s->pid = fork();
+	if (s->pid < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", s->name,
+				    ops_strerror(errno));
+		goto out;
+	}
+	if (s->pid == 0)
+		child_exec(argv, env ? env : environ, opts->cwd,
+			   in_pipe[0] >= 0 ? in_pipe[0] : devnull,
+			   out_pipe[1] >= 0 ? out_pipe[1] : devnull, err_pipe[1], report[1]);
+	close_fd(&in_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
+	close_fd(&report[1]);
+	close_fd(&devnull);
+
+	/* EOF means exec succeeded (the write end was close-on-exec). */
+	do {
+		n = read(report[0], &rep, sizeof(rep));
+	} while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(rep)) {
+		if (rep.stage == STAGE_CHDIR)
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s",
+					    s->name, opts->cwd, ops_strerror(rep.err));
+		else
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", s->name,
+					    ops_strerror(rep.err));
+		goto out;
+	}
+
+#ifdef SYS_pidfd_open
+	s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+#endif
+	s->err.fd = err_pipe[0];
+	err_pipe[0] = -1;
+	set_nonblock(s->err.fd);
+
+	/* Signals go to the caller's threads, never to the supervisor. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old_mask);
+	rc = pthread_create(&s->thread, NULL, stream_supervise, s);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (rc) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", s->name,
+				    ops_strerror(rc));
+		goto out;
+	}
+	if (opts->timeout_ms > 0) {
+		struct stream_deadline dl = { s->start_ms + opts->timeout_ms, opts->timeout_ms, 0, 0 };
+		stream_send_deadline(s, &dl);
+	}
+
+	c->in_fd = in_pipe[1];
+	c->out_fd = out_pipe[0];
+	in_pipe[1] = out_pipe[0] = -1;
+	c->pid = s->pid;
+	c->priv = s;
+	s = NULL;
+out:
+	if (s && s->pid > 0) {
+		kill(s->pid, SIGKILL);
+		while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	stream_free(s);
+	close_fd(&in_pipe[0]);
+	close_fd(&in_pipe[1]);
+	close_fd(&out_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[0]);
+	close_fd(&err_pipe[1]);
+	close_fd(&report[0]);
+	close_fd(&report[1]);
+	close_fd(&devnull);
+	free(env);
+	return ret;
+}
+
+int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *res,
+		struct ops_error *err)
+{
+	struct stream_deadline dl = { 0, timeout_ms, 1, 0 };
+	struct proc_result local;
+	struct proc_stream *s = c->priv;
+	int ret = 0;
+
+	if (!res)
+		res = &local;
+	memset(res, 0, sizeof(*res));
+	if (!s)
+		return 0;
+	if (timeout_ms > 0)
+		dl.at = monotonic_ms() + timeout_ms;
+	stream_stop(c, &dl, res);
+
+	if (s->wait_errno) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot wait for '%s': %s", s->name,
+				    ops_strerror(s->wait_errno));
+	} else if (res->timed_out) {
+		struct strbuf d = STRBUF_INIT;
+		add_duration(&d, s->fired.label_ms);
+		ret = ops_error_set(err, OPS_EXIT_UNREACHABLE, "'%s' did not finish within %s%s",
+				    s->name, d.buf,
+				    s->fired.after_stream ? " after the stream ended" : "");
+		strbuf_release(&d);
+	} else {
+		ret = report_status(s->name, res, &s->tail, err);
+	}
+	stream_free(s);
+	c->priv = NULL;
+	c->pid = -1;
+	return ret;
+}
+
+void proc_kill(struct proc_child *c)
+{
+	struct stream_deadline dl = { 0, 0, 0, 1 };
+	struct proc_result res;
+
+	if (!c->priv)
+		return;
+	dl.at = monotonic_ms();
+	stream_stop(c, &dl, &res);
+	stream_free(c->priv);
+	c->priv = NULL;
+	c->pid = -1;
 }
