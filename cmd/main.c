@@ -21,6 +21,8 @@ static const struct cmd_struct commands[] = {
 	{ "health", cmd_health, CMD_USES_CONFIG, "probe HTTP endpoints, PostgreSQL, TCP, disk, memory" },
 	{ "migrate", cmd_migrate, CMD_USES_CONFIG, "apply, undo, check and create versioned SQL migrations" },
 	{ "rollback", cmd_rollback, CMD_USES_CONFIG, "undo migrations down to a version (--schema)" },
+	{ "backup", cmd_backup, CMD_USES_CONFIG, "create, list, verify and prune verified backup sets" },
+	{ "restore", cmd_restore, CMD_USES_CONFIG, "restore a backup into a new database, then swap it in" },
 	{ "help", cmd_help, 0, "show help for opsctl or a command" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

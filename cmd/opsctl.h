@@ -46,6 +46,8 @@ struct cmd_struct {
 int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx);
 
 /* Parses a command's options; on -h prints usage to stdout and returns

@@ -251,6 +251,84 @@ int db_resolve(struct db_target *t, const char *flag_url, const struct config *c
 	return 0;
 }
 
+/* The value libpq would use for keyword: what t says (a URL or conninfo
+ * given as dbname expanded), else libpq's default (environment, service
+ * file, compiled-in), as PQconndefaults reports it. Writes into *out a
+ * pointer into parsed or defaults (valid while they live). */
+static const char *target_value(const struct db_target *t, PQconninfoOption *parsed,
+				const PQconninfoOption *def)
+{
+	const char *v = NULL;
+	for (size_t i = 0; i < t->nr; i++)
+		if (!strcmp(t->keywords[i], def->keyword) &&
+		    !(parsed && !strcmp(def->keyword, "dbname")))
+			v = t->values[i];
+	for (PQconninfoOption *o = parsed; o && o->keyword; o++)
+		if (!strcmp(o->keyword, def->keyword) && o->val && *o->val)
+			v = o->val;
+	return v && *v ? v : def->val;
+}
+
+/* A dbname that is itself a URL or a conninfo string, parsed; else NULL. */
+static PQconninfoOption *parse_expanded(const struct db_target *t)
+{
+	for (size_t i = 0; i < t->nr; i++)
+		if (!strcmp(t->keywords[i], "dbname") &&
+		    (strstr(t->values[i], "://") || strchr(t->values[i], '=')))
+			return PQconninfoParse(t->values[i], NULL);
+	return NULL;
+}
+
+char **db_target_env(const struct db_target *t, const char *dbname)
+{
+	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
+	size_t n = 0;
+	char **env = xcalloc(64, sizeof(char *));
+
+	for (o = defs; o && o->keyword && n < 62; o++) {
+		const char *v = target_value(t, parsed, o);
+		if (!o->envvar || !v || !*v)
+			continue;
+		if (!strcmp(o->keyword, "dbname") && dbname)
+			continue;
+		env[n++] = xstrfmt("%s=%s", o->envvar, v);
+	}
+	if (dbname)
+		env[n++] = xstrfmt("PGDATABASE=%s", dbname);
+	env[n] = NULL;
+	PQconninfoFree(defs);
+	PQconninfoFree(parsed);
+	return env;
+}
+
+void db_env_free(char **env)
+{
+	for (size_t i = 0; env && env[i]; i++) {
+		explicit_bzero(env[i], strlen(env[i]));
+		free(env[i]);
+	}
+	free(env);
+}
+
+char *db_target_dbname(const struct db_target *t)
+{
+	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
+	const char *user = NULL, *db = NULL;
+	char *res;
+
+	for (o = defs; o && o->keyword; o++) {
+		if (!strcmp(o->keyword, "dbname"))
+			db = target_value(t, parsed, o);
+		if (!strcmp(o->keyword, "user"))
+			user = target_value(t, parsed, o);
+	}
+	/* libpq's own rule: no database named means the user's name */
+	res = xstrdup(db && *db ? db : user && *user ? user : "postgres");
+	PQconninfoFree(defs);
+	PQconninfoFree(parsed);
+	return res;
+}
+
 /* libpq's messages, shortened to the reason: "connection refused". libpq
  * writes one line per attempt and indents its own hints; the last
  * unindented line is the most specific reason. */

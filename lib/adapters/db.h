@@ -60,6 +60,16 @@ void db_diag_release(struct db_diag *d);
 int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
 		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err);
 
+/* The connection as libpq environment variables ("PGHOST=db1", ...,
+ * "PGPASSWORD=..."), NULL-terminated and malloc'd, for the programs opsctl
+ * runs (pg_dump, psql): a password never goes on their command line.
+ * dbname (may be NULL) replaces the database. Free with db_env_free. */
+char **db_target_env(const struct db_target *t, const char *dbname);
+void db_env_free(char **env);
+/* The database name libpq would use for t (malloc'd; "postgres" style
+ * defaults applied: the user name when none is given). */
+char *db_target_dbname(const struct db_target *t);
+
 /* Masks the password of a URL or conninfo for messages: "postgresql://u:***@h/db". */
 char *db_redact(const char *url);
 

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,4 +382,24 @@ void fs_lock_release(struct fs_lock *lock)
 	lock->fd = -1;
 	free(lock->path);
 	lock->path = NULL;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int fs_remove_tree(const char *path, struct ops_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : ops_error_set(err, OPS_EXIT_FAILED, "cannot remove '%s': %s", path,
+							   ops_strerror(errno));
+	if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot remove '%s': %s", path, ops_strerror(errno));
+	return 0;
 }

@@ -22,6 +22,9 @@ int fs_read_file(const char *path, struct strbuf *out, size_t max, struct ops_er
 int fs_mkdir_p(const char *path, int mode, struct ops_error *err);
 int fs_fsync_dir(const char *dir, struct ops_error *err);
 int fs_exists(const char *path);
+/* rm -rf: removes path and everything below it without following links.
+ * A missing path is success. */
+int fs_remove_tree(const char *path, struct ops_error *err);
 
 struct fs_lock {
 	int fd;      /* -1 when not held */

@@ -1,0 +1,750 @@
+/* opsctl backup and opsctl restore: nightly backups that are verified,
+ * pruned and monitored, and restores that cannot destroy the live database. */
+#include "opsctl.h"
+#include "adapters/db.h"
+#include "base/parse.h"
+#include "engines/backup.h"
+#include "system/clock.h"
+#include "system/fs.h"
+
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const backup_usage[] = {
+	"opsctl backup [create] [--no-prune] [--dir DIR] [--format custom|plain] [--compression zstd|gzip|none]",
+	"opsctl backup list [--dir DIR]",
+	"opsctl backup verify [ID|latest] [--restore-test] [--dir DIR]",
+	"opsctl backup prune [--dir DIR]",
+	NULL,
+};
+
+static const char *const restore_usage[] = {
+	"opsctl restore [ID|PATH|latest] [--target-db NAME] [--jobs N] [--files|--no-files] [--dir DIR]",
+	NULL,
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+struct bk_settings {
+	char *dir;
+	char *app;
+	char *metrics_file;
+	const char *format;
+	enum zs_codec codec;
+	long level;
+	const char *pg_dump, *pg_restore, *psql;
+	char **paths;
+	size_t npaths;
+	struct bk_policy policy;
+	int have_policy;
+};
+
+static void settings_release(struct bk_settings *s)
+{
+	free(s->dir);
+	free(s->app);
+	free(s->metrics_file);
+	for (size_t i = 0; i < s->npaths; i++)
+		free(s->paths[i]);
+	free(s->paths);
+	memset(s, 0, sizeof(*s));
+}
+
+/* [backup] and the options, checked before anything runs. */
+static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char *format_opt,
+			 const char *compression_opt, struct bk_settings *s)
+{
+	const struct config *cfg = ctx->have_config ? &ctx->cfg : NULL;
+	const char *v;
+	static const char *const keys[] = { "keep_last", "keep_daily", "keep_weekly", "keep_monthly" };
+	long *slots[] = { &s->policy.keep_last, &s->policy.keep_daily, &s->policy.keep_weekly,
+			  &s->policy.keep_monthly };
+
+	memset(s, 0, sizeof(*s));
+	v = dir_opt ? dir_opt : cfg ? config_get(cfg, "backup", NULL, "dir") : NULL;
+	s->dir = v ? (dir_opt ? xstrdup(v) : cmd_config_path(ctx, v)) : xstrdup("backups");
+	v = cfg ? config_get(cfg, "app", NULL, "name") : NULL;
+	s->app = xstrdup(v && *v ? v : "opsctl");
+	v = cfg ? config_get(cfg, "backup", NULL, "metrics_file") : NULL;
+	s->metrics_file = v && *v ? cmd_config_path(ctx, v) : NULL;
+	s->format = format_opt ? format_opt : cfg && config_get(cfg, "backup", NULL, "format")
+						      ? config_get(cfg, "backup", NULL, "format") : "custom";
+	if (strcmp(s->format, "custom") && strcmp(s->format, "plain"))
+		return ops_error_set(&ctx->err, format_opt ? OPS_EXIT_USAGE : OPS_EXIT_CONFIG,
+				     "unknown backup format '%s' (expected custom or plain)", s->format);
+	/* custom dumps are compressed with zstd, plain ones with gzip like the seeds' */
+	v = compression_opt ? compression_opt : cfg ? config_get(cfg, "backup", NULL, "compression") : NULL;
+	if (zs_codec_parse(v ? v : !strcmp(s->format, "custom") ? "zstd" : "gzip", &s->codec, &ctx->err) < 0)
+		return -ctx->err.code;
+	if (cfg && config_get_int(cfg, "backup", NULL, "level", -7, 19, &s->level, &ctx->err) < 0)
+		return -ctx->err.code;
+	s->pg_dump = cfg && config_get(cfg, "backup", NULL, "pg_dump") ? config_get(cfg, "backup", NULL, "pg_dump") : "pg_dump";
+	s->pg_restore = cfg && config_get(cfg, "backup", NULL, "pg_restore") ? config_get(cfg, "backup", NULL, "pg_restore") : "pg_restore";
+	s->psql = cfg && config_get(cfg, "backup", NULL, "psql") ? config_get(cfg, "backup", NULL, "psql") : "psql";
+	v = cfg ? config_get(cfg, "backup", NULL, "paths") : NULL;
+	while (v && *v) {
+		size_t n;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		n = strcspn(v, " \t");
+		if (!n)
+			break;
+		s->paths = xrealloc(s->paths, (s->npaths + 1) * sizeof(char *));
+		s->paths[s->npaths] = xstrndup(v, n);
+		if (s->paths[s->npaths][0] != '/') {
+			char *abs = cmd_config_path(ctx, s->paths[s->npaths]);
+			free(s->paths[s->npaths]);
+			s->paths[s->npaths] = abs;
+		}
+		s->npaths++;
+		v += n;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (cfg && config_get(cfg, "backup", NULL, keys[i]))
+			s->have_policy = 1;
+		if (cfg && config_get_int(cfg, "backup", NULL, keys[i], 0, 100000, slots[i], &ctx->err) < 0)
+			return -ctx->err.code;
+	}
+	return 0;
+}
+
+struct progress_state {
+	struct opsctl_ctx *ctx;
+	int64_t start;
+};
+
+static int on_progress(const char *what, uint64_t done, uint64_t total, void *data)
+{
+	struct progress_state *p = data;
+	double secs = (double)(clock_now_ms() - p->start) / 1000.0;
+	struct strbuf a = STRBUF_INIT, rate = STRBUF_INIT;
+
+	format_size(&a, done);
+	format_size(&rate, secs > 0.2 ? (uint64_t)((double)done / secs) : 0);
+	if (total)
+		term_progress(&p->ctx->term, "%s: %s, %s/s, %.0fs", what, a.buf, rate.buf, secs);
+	else if (done)
+		term_progress(&p->ctx->term, "%s: %s, %s/s, %.0fs", what, a.buf, rate.buf, secs);
+	else
+		term_progress(&p->ctx->term, "%s... %.0fs", what, secs);
+	strbuf_release(&a);
+	strbuf_release(&rate);
+	return interrupted != 0;
+}
+
+static int take_lock(struct opsctl_ctx *ctx, struct fs_lock *lock, const char *command)
+{
+	char *state = cmd_state_dir(ctx);
+	int ret = fs_lock_acquire(lock, state, "backup", command, ctx->lock_wait_ms > 0 ? ctx->lock_wait_ms : 0,
+				  &ctx->err);
+	free(state);
+	return ret;
+}
+
+/* Prometheus textfile for node_exporter, rewritten atomically after every
+ * run, so an alert fires when backups stop succeeding. */
+static void write_metrics(struct opsctl_ctx *ctx, const struct bk_settings *s, int ok,
+			  const struct bk_entry *made, int64_t duration_ms)
+{
+	struct bk_list l;
+	struct strbuf sb = STRBUF_INIT;
+	struct ops_error err = OPS_ERROR_INIT;
+	time_t last = 0;
+	uint64_t size = 0;
+
+	if (!s->metrics_file)
+		return;
+	if (bk_list_read(s->dir, &l, NULL) == 0 && l.nr) {
+		last = l.items[0].m.finished_at; /* a failed run keeps the last good time */
+		size = bk_manifest_size(&l.items[0].m);
+	}
+	if (made) {
+		last = made->m.finished_at;
+		size = bk_manifest_size(&made->m);
+	}
+	strbuf_addf(&sb, "# HELP opsctl_backup_success 1 if the last backup run succeeded\n"
+			 "# TYPE opsctl_backup_success gauge\n"
+			 "opsctl_backup_success{app=\"%s\"} %d\n", s->app, ok);
+	strbuf_addf(&sb, "# HELP opsctl_backup_last_success_timestamp_seconds when the newest good backup finished\n"
+			 "# TYPE opsctl_backup_last_success_timestamp_seconds gauge\n"
+			 "opsctl_backup_last_success_timestamp_seconds{app=\"%s\"} %lld\n", s->app, (long long)last);
+	strbuf_addf(&sb, "# HELP opsctl_backup_duration_seconds how long the last backup run took\n"
+			 "# TYPE opsctl_backup_duration_seconds gauge\n"
+			 "opsctl_backup_duration_seconds{app=\"%s\"} %.3f\n", s->app, (double)duration_ms / 1000.0);
+	strbuf_addf(&sb, "# HELP opsctl_backup_size_bytes size of the newest good backup\n"
+			 "# TYPE opsctl_backup_size_bytes gauge\n"
+			 "opsctl_backup_size_bytes{app=\"%s\"} %llu\n", s->app, (unsigned long long)size);
+	if (fs_write_atomic(s->metrics_file, sb.buf, sb.len, 0644, &err) < 0)
+		term_warning(&ctx->term, "cannot write the metrics file: %s", err.msg.buf);
+	if (l.nr || l.items)
+		bk_list_release(&l);
+	strbuf_release(&sb);
+	ops_error_release(&err);
+}
+
+static cJSON *entry_json(const struct bk_entry *e)
+{
+	cJSON *o = cJSON_CreateObject();
+	char when[32];
+	clock_rfc3339(when, e->m.started_at);
+	cJSON_AddStringToObject(o, "id", e->id);
+	cJSON_AddStringToObject(o, "path", e->path);
+	cJSON_AddStringToObject(o, "time", when);
+	cJSON_AddStringToObject(o, "database", e->m.database);
+	cJSON_AddStringToObject(o, "format", e->m.format);
+	cJSON_AddStringToObject(o, "compression", e->m.compression);
+	cJSON_AddNumberToObject(o, "size_bytes", (double)bk_manifest_size(&e->m));
+	cJSON_AddNumberToObject(o, "dump_bytes", (double)e->m.dump_bytes);
+	cJSON_AddNumberToObject(o, "duration_ms", (double)e->m.duration_ms);
+	cJSON_AddNumberToObject(o, "tables", (double)e->m.ntables);
+	if (e->verified_at) {
+		clock_rfc3339(when, e->verified_at);
+		cJSON_AddStringToObject(o, "verified_at", when);
+	}
+	cJSON_AddBoolToObject(o, "restore_tested", e->restore_tested);
+	return o;
+}
+
+/* Retention after a good backup, and `backup prune`. */
+static int prune(struct opsctl_ctx *ctx, const struct bk_settings *s, cJSON *removed_out)
+{
+	struct bk_list l;
+	int *keep = NULL, ret;
+	const char **why = NULL;
+	size_t removed = 0;
+
+	ret = bk_list_read(s->dir, &l, &ctx->err);
+	if (ret < 0)
+		return ret;
+	keep = xcalloc(l.nr + 1, sizeof(int));
+	why = xcalloc(l.nr + 1, sizeof(char *));
+	bk_retention(&l, &s->policy, keep, why);
+	for (size_t i = 0; i < l.nr && ret == 0; i++) {
+		if (keep[i]) {
+			term_verbose(&ctx->term, "keeping %s (%s)", l.items[i].id, why[i]);
+			continue;
+		}
+		if (ctx->dry_run) {
+			if (!ctx->json)
+				printf("would remove %s\n", l.items[i].id);
+		} else {
+			ret = bk_remove(&l.items[i], &ctx->err);
+			if (ret == 0 && !ctx->json && !ctx->quiet)
+				printf("removed %s\n", l.items[i].id);
+		}
+		if (ret == 0) {
+			cJSON_AddItemToArray(removed_out, cJSON_CreateString(l.items[i].id));
+			removed++;
+		}
+	}
+	if (ret == 0 && (removed || ctx->dry_run))
+		term_info(&ctx->term, "%s%zu backup%s, keeping %zu", ctx->dry_run ? "would remove " : "removed ", removed,
+			  removed == 1 ? "" : "s", l.nr - removed);
+	free(keep);
+	free(why);
+	bk_list_release(&l);
+	return ret;
+}
+
+static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune)
+{
+	struct bk_create_opts o;
+	struct bk_entry made;
+	struct db_target db;
+	struct fs_lock lock = FS_LOCK_INIT;
+	struct progress_state ps = { ctx, clock_now_ms() };
+	cJSON *fields = cJSON_CreateObject(), *removed = cJSON_CreateArray();
+	int ret, code, have_db = 0;
+
+	memset(&made, 0, sizeof(made));
+	memset(&db, 0, sizeof(db));
+	if (ctx->dry_run) {
+		printf("would back up the database%s into '%s' (%s, %s)\n", s->npaths ? " and the paths" : "", s->dir,
+		       s->format, zs_codec_name(s->codec));
+		ret = 0;
+		goto out;
+	}
+	ret = take_lock(ctx, &lock, "opsctl backup");
+	if (ret == 0)
+		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL,
+				 ctx->have_env ? &ctx->env : NULL, &ctx->err);
+	if (ret < 0)
+		goto out;
+	have_db = 1;
+	memset(&o, 0, sizeof(o));
+	o.dir = s->dir;
+	o.app = s->app;
+	o.db = &db;
+	o.format = s->format;
+	o.codec = s->codec;
+	o.level = (int)s->level;
+	o.paths = (const char *const *)s->paths;
+	o.npaths = s->npaths;
+	o.pg_dump = s->pg_dump;
+	o.progress = on_progress;
+	o.progress_data = &ps;
+	ret = bk_create(&o, &made, &ctx->err);
+	term_progress_done(&ctx->term);
+	write_metrics(ctx, s, ret == 0, ret == 0 ? &made : NULL, clock_now_ms() - ps.start);
+	if (ret == 0 && s->have_policy && !no_prune)
+		ret = prune(ctx, s, removed); /* never after a failed backup */
+out:
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (!ctx->dry_run) {
+		if (made.id) {
+			cJSON_AddStringToObject(fields, "id", made.id);
+			cJSON_AddNumberToObject(fields, "size_bytes", (double)bk_manifest_size(&made.m));
+			cJSON_AddNumberToObject(fields, "duration_ms", (double)made.m.duration_ms);
+		}
+		if (code)
+			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
+	}
+	if (ctx->json && !ctx->dry_run) {
+		cJSON *doc = made.id ? entry_json(&made) : cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", "backup create");
+		cJSON_AddItemToObject(doc, "pruned", removed);
+		removed = NULL;
+		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+		cmd_print_json(doc);
+	} else if (made.id && !ctx->quiet) {
+		struct strbuf size = STRBUF_INIT;
+		uint64_t total = bk_manifest_size(&made.m);
+		format_size(&size, total);
+		printf("%s  %s  %.1fs  %.1fx\n", made.id, size.buf, (double)made.m.duration_ms / 1000.0,
+		       total ? (double)made.m.dump_bytes / (double)bk_manifest_size(&made.m) : 0.0);
+		strbuf_release(&size);
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	if (!ctx->dry_run && code != OPS_EXIT_LOCKED)
+		cmd_history(ctx, "backup create", code, fields);
+	else
+		cJSON_Delete(fields);
+	cJSON_Delete(removed);
+	if (have_db)
+		db_target_release(&db);
+	bk_entry_release(&made);
+	fs_lock_release(&lock);
+	return code;
+}
+
+static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s)
+{
+	struct bk_list l;
+	if (bk_list_read(s->dir, &l, &ctx->err) < 0)
+		return cmd_fail(ctx, NULL);
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "backups");
+		for (size_t i = 0; i < l.nr; i++)
+			cJSON_AddItemToArray(arr, entry_json(&l.items[i]));
+		cJSON_AddStringToObject(doc, "dir", s->dir);
+		cJSON_AddNumberToObject(doc, "exit", 0);
+		cmd_print_json(doc);
+	} else if (l.nr) {
+		static const char *const header[] = { "ID", "TIME", "SIZE", "FORMAT", "TABLES", "VERIFIED" };
+		struct table tb;
+		struct strbuf out = STRBUF_INIT;
+		table_init(&tb, 6, header);
+		for (size_t i = 0; i < l.nr; i++) {
+			const struct bk_entry *e = &l.items[i];
+			char when[32], verified[48], tables[24];
+			struct strbuf size = STRBUF_INIT, fmt = STRBUF_INIT;
+			const char *cells[6];
+			clock_rfc3339(when, e->m.started_at);
+			format_size(&size, bk_manifest_size(&e->m));
+			strbuf_addf(&fmt, "%s+%s", e->m.format, e->m.compression);
+			snprintf(tables, sizeof(tables), "%zu", e->m.ntables);
+			if (e->verified_at) {
+				clock_rfc3339(verified, e->verified_at);
+				if (e->restore_tested)
+					strlcpy_s(verified + strlen(verified), " +restore", sizeof(verified) - strlen(verified));
+			} else {
+				strlcpy_s(verified, "no", sizeof(verified));
+			}
+			cells[0] = e->id;
+			cells[1] = when;
+			cells[2] = size.buf;
+			cells[3] = fmt.buf;
+			cells[4] = tables;
+			cells[5] = verified;
+			table_add_row(&tb, 0, cells);
+			strbuf_release(&size);
+			strbuf_release(&fmt);
+		}
+		table_render(&tb, &out, ctx->term.color_out);
+		fwrite(out.buf, 1, out.len, stdout);
+		table_release(&tb);
+		strbuf_release(&out);
+	} else {
+		term_info(&ctx->term, "no backups in '%s'", s->dir);
+	}
+	if (l.skipped)
+		term_warning(&ctx->term, "%zu director%s in '%s' without a valid manifest (unfinished or damaged; not backups)",
+			     l.skipped, l.skipped == 1 ? "y" : "ies", s->dir);
+	bk_list_release(&l);
+	return OPS_EXIT_OK;
+}
+
+static int restore_test(struct opsctl_ctx *ctx, const struct bk_settings *s, const struct bk_entry *e)
+{
+	struct db_target db;
+	struct bk_restore_opts ro;
+	struct bk_restore_result rr;
+	struct progress_state ps = { ctx, clock_now_ms() };
+	char *scratch = xstrfmt("opsctl_restore_test_%d", (int)getpid());
+	int ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
+			     &ctx->err);
+	if (ret < 0) {
+		free(scratch);
+		return ret;
+	}
+	memset(&ro, 0, sizeof(ro));
+	ro.db = &db;
+	ro.scratch_db = scratch;
+	ro.jobs = 1;
+	ro.pg_restore = s->pg_restore;
+	ro.psql = s->psql;
+	ro.progress = on_progress;
+	ro.progress_data = &ps;
+	ret = bk_restore(e, &ro, &rr, &ctx->err);
+	term_progress_done(&ctx->term);
+	if (ret == 0)
+		term_info(&ctx->term, "restore test of '%s': %zu tables restored with the row counts of the manifest",
+			  e->id, rr.tables_checked);
+	bk_restore_result_release(&rr);
+	db_target_release(&db);
+	free(scratch);
+	return ret;
+}
+
+static int do_verify(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *which, int test)
+{
+	struct bk_list l;
+	const struct bk_entry *e;
+	struct fs_lock lock = FS_LOCK_INIT;
+	int ret = bk_list_read(s->dir, &l, &ctx->err), code;
+
+	if (ret == 0)
+		ret = bk_find(&l, which ? which : "latest", &e, &ctx->err);
+	if (ret == 0)
+		ret = bk_verify(e, &ctx->err);
+	if (ret == 0 && test)
+		ret = take_lock(ctx, &lock, "opsctl backup verify --restore-test");
+	if (ret == 0 && test)
+		ret = restore_test(ctx, s, e);
+	if (ret == 0)
+		bk_mark_verified(e, test);
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", test ? "backup verify --restore-test" : "backup verify");
+		if (ret == 0 || (l.nr && which))
+			cJSON_AddStringToObject(doc, "id", ret == 0 ? e->id : which);
+		cJSON_AddBoolToObject(doc, "ok", ret == 0);
+		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+		cmd_print_json(doc);
+	} else if (ret == 0 && !ctx->quiet) {
+		printf("%s  ok%s\n", e->id, test ? " (checksums and a restore test)" : " (checksums)");
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	if (test) {
+		cJSON *fields = cJSON_CreateObject();
+		if (ret == 0)
+			cJSON_AddStringToObject(fields, "id", e->id);
+		cmd_history(ctx, "backup verify --restore-test", code, fields);
+	}
+	fs_lock_release(&lock);
+	bk_list_release(&l);
+	return code;
+}
+
+static int do_prune(struct opsctl_ctx *ctx, const struct bk_settings *s)
+{
+	struct fs_lock lock = FS_LOCK_INIT;
+	cJSON *removed = cJSON_CreateArray();
+	int ret = 0, code;
+
+	if (!s->have_policy) {
+		ops_error_set(&ctx->err, OPS_EXIT_CONFIG, "no retention policy: nothing would ever be pruned");
+		ops_error_hint(&ctx->err, "set keep_last, keep_daily, keep_weekly or keep_monthly in [backup]");
+		cJSON_Delete(removed);
+		return cmd_fail(ctx, NULL);
+	}
+	if (!ctx->dry_run)
+		ret = take_lock(ctx, &lock, "opsctl backup prune");
+	if (ret == 0)
+		ret = prune(ctx, s, removed);
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", "backup prune");
+		cJSON_AddBoolToObject(doc, "dry_run", ctx->dry_run);
+		cJSON_AddItemToObject(doc, "removed", cJSON_Duplicate(removed, 1));
+		cJSON_AddNumberToObject(doc, "exit", code);
+		cmd_print_json(doc);
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	if (!ctx->dry_run && code != OPS_EXIT_LOCKED) {
+		cJSON *fields = cJSON_CreateObject();
+		cJSON_AddItemToObject(fields, "removed", removed);
+		removed = NULL;
+		cmd_history(ctx, "backup prune", code, fields);
+	}
+	cJSON_Delete(removed);
+	fs_lock_release(&lock);
+	return code;
+}
+
+static void catch_signals(struct sigaction *old_int, struct sigaction *old_term)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, old_int);
+	sigaction(SIGTERM, &sa, old_term);
+}
+
+int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
+{
+	static const char *const subs[] = { "create", "list", "verify", "prune", NULL };
+	const char *dir = NULL, *format = NULL, *compression = NULL, *sub = "create";
+	int no_prune = 0, restore_test_flag = 0, n, code;
+	struct bk_settings s;
+	struct sigaction old_int, old_term;
+	const struct opt options[] = {
+		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
+		{ OPT_CHOICE, 0, "format", &format, "FORMAT", "create: custom (pg_restore) or plain (psql)", 0, "custom|plain" },
+		{ OPT_CHOICE, 0, "compression", &compression, "CODEC", "create: zstd, gzip or none", 0, "zstd|gzip|none" },
+		{ OPT_BOOL, 0, "no-prune", &no_prune, NULL, "create: keep every old backup this time", 0, NULL },
+		{ OPT_BOOL, 0, "restore-test", &restore_test_flag, NULL, "verify: also restore into a scratch database and compare row counts", 0, NULL },
+		OPT_END_MARK,
+	};
+
+	n = cmd_parse_options(ctx, options, backup_usage, argc, argv);
+	if (n == OPTS_HELP)
+		return OPS_EXIT_OK;
+	if (n < 0)
+		return OPS_EXIT_USAGE;
+	if (n > 0) {
+		size_t i;
+		for (i = 0; subs[i] && strcmp(subs[i], argv[0]); i++)
+			;
+		if (!subs[i]) {
+			term_error(&ctx->term, "unknown subcommand 'backup %s'", argv[0]);
+			term_hint(&ctx->term, "one of: create list verify prune");
+			return OPS_EXIT_USAGE;
+		}
+		sub = argv[0];
+		argv++;
+		n--;
+	}
+	if (n > (strcmp(sub, "verify") ? 0 : 1)) {
+		term_error(&ctx->term, "unexpected argument '%s'", argv[n - 1]);
+		return OPS_EXIT_USAGE;
+	}
+	if (restore_test_flag && strcmp(sub, "verify")) {
+		term_error(&ctx->term, "option '--restore-test' does not apply to 'backup %s'", sub);
+		return OPS_EXIT_USAGE;
+	}
+	if (read_settings(ctx, dir, format, compression, &s) < 0) {
+		code = cmd_fail(ctx, NULL);
+		goto out;
+	}
+	catch_signals(&old_int, &old_term);
+	if (!strcmp(sub, "create"))
+		code = do_create(ctx, &s, no_prune);
+	else if (!strcmp(sub, "list"))
+		code = do_list(ctx, &s);
+	else if (!strcmp(sub, "verify"))
+		code = do_verify(ctx, &s, n ? argv[0] : NULL, restore_test_flag);
+	else
+		code = do_prune(ctx, &s);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (interrupted && code)
+		code = OPS_EXIT_ABORTED;
+out:
+	settings_release(&s);
+	return code;
+}
+
+/* On a terminal the operator types the database's name; without one --yes. */
+static int confirm_restore(struct opsctl_ctx *ctx, const char *live, const struct bk_entry *e)
+{
+	char answer[256] = "";
+	size_t len;
+	if (ctx->yes)
+		return 0;
+	if (ctx->json || !isatty(STDIN_FILENO) || !isatty(STDERR_FILENO)) {
+		ops_error_set(&ctx->err, OPS_EXIT_ABORTED, "restoring over '%s' needs confirmation; nothing was changed", live);
+		ops_error_hint(&ctx->err, "pass --yes (before the command) to run it without a terminal, or --target-db NAME to restore beside it");
+		return -OPS_EXIT_ABORTED;
+	}
+	fprintf(stderr, "This replaces database '%s' with backup '%s' (the current one is kept as %s_pre_restore_...).\n"
+			"Type the database name to continue: ", live, e->id, live);
+	if (!fgets(answer, sizeof(answer), stdin))
+		answer[0] = '\0';
+	len = strcspn(answer, "\r\n");
+	answer[len] = '\0';
+	if (strcmp(answer, live)) {
+		ops_error_set(&ctx->err, OPS_EXIT_ABORTED, "not confirmed; nothing was changed");
+		return -OPS_EXIT_ABORTED;
+	}
+	return 0;
+}
+
+int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
+{
+	const char *dir = NULL, *target = NULL;
+	long jobs = 1;
+	int files = -1, n, ret, code;
+	struct bk_settings s;
+	struct bk_list l;
+	struct bk_entry direct;
+	const struct bk_entry *e = NULL;
+	struct db_target db;
+	struct bk_restore_opts ro;
+	struct bk_restore_result rr;
+	struct fs_lock lock = FS_LOCK_INIT;
+	struct progress_state ps = { ctx, clock_now_ms() };
+	struct sigaction old_int, old_term;
+	char *live = NULL, stamp[32];
+	cJSON *fields = NULL;
+	const struct opt options[] = {
+		{ OPT_STRING, 0, "target-db", &target, "NAME", "restore beside the live database under NAME (no swap)", 0, NULL },
+		{ OPT_INT, 'j', "jobs", &jobs, "N", "parallel pg_restore jobs for custom-format backups", 0, NULL },
+		{ OPT_BOOL, 0, "files", &files, NULL, "also put the paths archive back (default with a full restore)", OPTF_NEG, NULL },
+		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
+		OPT_END_MARK,
+	};
+
+	memset(&l, 0, sizeof(l));
+	memset(&direct, 0, sizeof(direct));
+	memset(&db, 0, sizeof(db));
+	memset(&rr, 0, sizeof(rr));
+	memset(&s, 0, sizeof(s));
+	n = cmd_parse_options(ctx, options, restore_usage, argc, argv);
+	if (n == OPTS_HELP)
+		return OPS_EXIT_OK;
+	if (n < 0)
+		return OPS_EXIT_USAGE;
+	if (n > 1 || jobs < 1 || jobs > 64) {
+		term_error(&ctx->term, n > 1 ? "unexpected argument '%s'" : "--jobs takes 1 to 64%s", n > 1 ? argv[1] : "");
+		return OPS_EXIT_USAGE;
+	}
+	ret = read_settings(ctx, dir, NULL, NULL, &s);
+	if (ret == 0 && n && strchr(argv[0], '/'))
+		ret = bk_entry_read(argv[0], &direct, &ctx->err), e = ret == 0 ? &direct : NULL;
+	else if (ret == 0 && (ret = bk_list_read(s.dir, &l, &ctx->err)) == 0)
+		ret = bk_find(&l, n ? argv[0] : "latest", &e, &ctx->err);
+	if (ret == 0)
+		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
+				 &ctx->err);
+	if (ret < 0) {
+		code = cmd_fail(ctx, NULL);
+		goto out;
+	}
+	live = db_target_dbname(&db);
+	/* verify before asking: a damaged backup is refused without a question */
+	ret = bk_verify(e, &ctx->err);
+	if (ret == 0 && ctx->dry_run) {
+		printf("would restore %s into %s%s\n", e->id, target ? target : live,
+		       target ? "" : " (the current one kept aside)");
+		code = OPS_EXIT_OK;
+		goto out;
+	}
+	if (ret == 0 && !target)
+		ret = confirm_restore(ctx, live, e);
+	if (ret == 0)
+		ret = take_lock(ctx, &lock, "opsctl restore");
+	if (ret < 0)
+		goto done;
+	memset(&ro, 0, sizeof(ro));
+	ro.db = &db;
+	ro.target_db = target;
+	ro.jobs = (int)jobs;
+	ro.pg_restore = s.pg_restore;
+	ro.psql = s.psql;
+	if (ctx->have_config) {
+		ro.stop_cmd = config_get(&ctx->cfg, "service", NULL, "stop");
+		ro.start_cmd = config_get(&ctx->cfg, "service", NULL, "start");
+	}
+	ro.progress = on_progress;
+	ro.progress_data = &ps;
+	catch_signals(&old_int, &old_term);
+	ret = bk_restore(e, &ro, &rr, &ctx->err);
+	term_progress_done(&ctx->term);
+	if (ret == 0 && bk_manifest_file(&e->m, "paths") && (files == 1 || (files == -1 && !target))) {
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		ret = bk_restore_files(e, stamp, &ctx->err);
+		if (ret < 0)
+			ops_error_prefix(&ctx->err, "the database was restored, but the files were not");
+	}
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+done:
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (interrupted && code)
+		code = OPS_EXIT_ABORTED;
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", "restore");
+		cJSON_AddStringToObject(doc, "id", e->id);
+		if (rr.restored_as)
+			cJSON_AddStringToObject(doc, "restored_as", rr.restored_as);
+		if (rr.previous_as)
+			cJSON_AddStringToObject(doc, "previous_as", rr.previous_as);
+		cJSON_AddNumberToObject(doc, "tables_checked", (double)rr.tables_checked);
+		cJSON_AddNumberToObject(doc, "duration_ms", (double)rr.duration_ms);
+		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+		cmd_print_json(doc);
+	} else if (code == 0 && !ctx->quiet) {
+		printf("restored %s into %s in %.1fs%s%s\n", e->id, rr.restored_as, (double)rr.duration_ms / 1000.0,
+		       rr.previous_as ? "; the previous database is now " : "", rr.previous_as ? rr.previous_as : "");
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	if (code != OPS_EXIT_LOCKED && code != OPS_EXIT_ABORTED) {
+		fields = cJSON_CreateObject();
+		cJSON_AddStringToObject(fields, "id", e->id);
+		if (rr.restored_as)
+			cJSON_AddStringToObject(fields, "restored_as", rr.restored_as);
+		if (rr.previous_as)
+			cJSON_AddStringToObject(fields, "previous_as", rr.previous_as);
+		cJSON_AddNumberToObject(fields, "duration_ms", (double)rr.duration_ms);
+		if (code)
+			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
+		cmd_history(ctx, "restore", code, fields);
+	}
+out:
+	fs_lock_release(&lock);
+	bk_restore_result_release(&rr);
+	if (db.keywords || db.display)
+		db_target_release(&db);
+	bk_entry_release(&direct);
+	bk_list_release(&l);
+	settings_release(&s);
+	free(live);
+	return code;
+}

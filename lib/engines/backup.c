@@ -1,0 +1,1244 @@
+/* Backup sets: manifest, listing, verification, retention, creation and a
+ * restore that swaps the database in only when it is complete. */
+#include "engines/backup.h"
+#include "adapters/archive.h"
+#include "adapters/hash.h"
+#include "base/exitcode.h"
+#include "system/clock.h"
+#include "system/fs.h"
+#include "system/proc.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- manifest ---- */
+
+void bk_manifest_release(struct bk_manifest *m)
+{
+	free(m->id);
+	free(m->app);
+	free(m->tool);
+	free(m->database);
+	free(m->server_version);
+	free(m->format);
+	free(m->compression);
+	for (size_t i = 0; i < m->nfiles; i++) {
+		free(m->files[i].name);
+		free(m->files[i].role);
+	}
+	free(m->files);
+	for (size_t i = 0; i < m->ntables; i++) {
+		free(m->tables[i].schema);
+		free(m->tables[i].name);
+	}
+	free(m->tables);
+	for (size_t i = 0; i < m->npaths; i++)
+		free(m->paths[i]);
+	free(m->paths);
+	memset(m, 0, sizeof(*m));
+}
+
+static time_t parse_time(const char *s)
+{
+	struct tm tm;
+	const char *end;
+	memset(&tm, 0, sizeof(tm));
+	end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+	if (!end || *end)
+		return (time_t)-1;
+	return timegm(&tm);
+}
+
+static int safe_name(const char *s)
+{
+	return *s && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
+static int is_hex64(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!isxdigit((unsigned char)s[n]) || isupper((unsigned char)s[n]))
+			return 0;
+	return n == 64;
+}
+
+static const char *get_str(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int get_num(const cJSON *o, const char *key, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0)
+		return -1;
+	*out = v->valuedouble;
+	return 0;
+}
+
+int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struct ops_error *err)
+{
+	cJSON *root = cJSON_ParseWithLength(text, len), *arr, *it;
+	const char *s;
+	double d;
+	int ret = -OPS_EXIT_INTEGRITY;
+
+	memset(m, 0, sizeof(*m));
+	if (!cJSON_IsObject(root)) {
+		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest is not a JSON object");
+		goto out;
+	}
+#define NEED_STR(field, key)                                                                   \
+	do {                                                                                   \
+		if (!(s = get_str(root, key))) {                                               \
+			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has no '%s'", key);   \
+			goto out;                                                              \
+		}                                                                              \
+		m->field = xstrdup(s);                                                         \
+	} while (0)
+	NEED_STR(id, "id");
+	NEED_STR(app, "app");
+	NEED_STR(tool, "tool");
+	NEED_STR(database, "database");
+	NEED_STR(server_version, "server_version");
+	NEED_STR(format, "format");
+	NEED_STR(compression, "compression");
+#undef NEED_STR
+	if (!safe_name(m->id) || (strcmp(m->format, "custom") && strcmp(m->format, "plain"))) {
+		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid id or format");
+		goto out;
+	}
+	m->started_at = parse_time(get_str(root, "started_at"));
+	m->finished_at = parse_time(get_str(root, "finished_at"));
+	if (m->started_at == (time_t)-1 || m->finished_at == (time_t)-1) {
+		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has invalid times");
+		goto out;
+	}
+	if (get_num(root, "duration_ms", &d) == 0)
+		m->duration_ms = (int64_t)d;
+	if (get_num(root, "dump_bytes", &d) == 0)
+		m->dump_bytes = (uint64_t)d;
+	arr = cJSON_GetObjectItemCaseSensitive(root, "files");
+	if (!cJSON_IsArray(arr) || !cJSON_GetArraySize(arr)) {
+		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest lists no files");
+		goto out;
+	}
+	m->files = xcalloc((size_t)cJSON_GetArraySize(arr), sizeof(*m->files));
+	cJSON_ArrayForEach(it, arr) {
+		struct bk_file *f = &m->files[m->nfiles];
+		const char *name = get_str(it, "name"), *role = get_str(it, "role"), *sha = get_str(it, "sha256");
+		if (!name || !role || !sha || !safe_name(name) || !is_hex64(sha) || get_num(it, "size", &d) < 0) {
+			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid file entry");
+			goto out;
+		}
+		f->name = xstrdup(name);
+		f->role = xstrdup(role);
+		f->size = (uint64_t)d;
+		memcpy(f->sha256, sha, 65);
+		m->nfiles++;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "tables");
+	if (cJSON_IsArray(arr)) {
+		m->tables = xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*m->tables));
+		cJSON_ArrayForEach(it, arr) {
+			struct bk_table *t = &m->tables[m->ntables];
+			const char *schema = get_str(it, "schema"), *name = get_str(it, "name");
+			if (!schema || !name || get_num(it, "rows", &d) < 0) {
+				ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid table entry");
+				goto out;
+			}
+			t->schema = xstrdup(schema);
+			t->name = xstrdup(name);
+			t->rows = (long long)d;
+			m->ntables++;
+		}
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "paths");
+	if (cJSON_IsArray(arr)) {
+		m->paths = xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(char *));
+		cJSON_ArrayForEach(it, arr)
+			if (cJSON_IsString(it))
+				m->paths[m->npaths++] = xstrdup(it->valuestring);
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		bk_manifest_release(m);
+	cJSON_Delete(root);
+	return ret;
+}
+
+char *bk_manifest_json(const struct bk_manifest *m)
+{
+	cJSON *root = cJSON_CreateObject(), *arr;
+	char started[32], finished[32];
+	char *text;
+
+	clock_rfc3339(started, m->started_at);
+	clock_rfc3339(finished, m->finished_at);
+	cJSON_AddNumberToObject(root, "manifest_version", 1);
+	cJSON_AddStringToObject(root, "id", m->id);
+	cJSON_AddStringToObject(root, "app", m->app);
+	cJSON_AddStringToObject(root, "tool", m->tool);
+	cJSON_AddStringToObject(root, "database", m->database);
+	cJSON_AddStringToObject(root, "server_version", m->server_version);
+	cJSON_AddStringToObject(root, "format", m->format);
+	cJSON_AddStringToObject(root, "compression", m->compression);
+	cJSON_AddStringToObject(root, "started_at", started);
+	cJSON_AddStringToObject(root, "finished_at", finished);
+	cJSON_AddNumberToObject(root, "duration_ms", (double)m->duration_ms);
+	cJSON_AddNumberToObject(root, "dump_bytes", (double)m->dump_bytes);
+	cJSON_AddNumberToObject(root, "size_bytes", (double)bk_manifest_size(m));
+	arr = cJSON_AddArrayToObject(root, "files");
+	for (size_t i = 0; i < m->nfiles; i++) {
+		cJSON *f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "name", m->files[i].name);
+		cJSON_AddStringToObject(f, "role", m->files[i].role);
+		cJSON_AddNumberToObject(f, "size", (double)m->files[i].size);
+		cJSON_AddStringToObject(f, "sha256", m->files[i].sha256);
+		cJSON_AddItemToArray(arr, f);
+	}
+	arr = cJSON_AddArrayToObject(root, "tables");
+	for (size_t i = 0; i < m->ntables; i++) {
+		cJSON *t = cJSON_CreateObject();
+		cJSON_AddStringToObject(t, "schema", m->tables[i].schema);
+		cJSON_AddStringToObject(t, "name", m->tables[i].name);
+		cJSON_AddNumberToObject(t, "rows", (double)m->tables[i].rows);
+		cJSON_AddItemToArray(arr, t);
+	}
+	arr = cJSON_AddArrayToObject(root, "paths");
+	for (size_t i = 0; i < m->npaths; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(m->paths[i]));
+	text = cJSON_Print(root);
+	cJSON_Delete(root);
+	return text;
+}
+
+uint64_t bk_manifest_size(const struct bk_manifest *m)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < m->nfiles; i++)
+		n += m->files[i].size;
+	return n;
+}
+
+const struct bk_file *bk_manifest_file(const struct bk_manifest *m, const char *role)
+{
+	for (size_t i = 0; i < m->nfiles; i++)
+		if (!strcmp(m->files[i].role, role))
+			return &m->files[i];
+	return NULL;
+}
+
+/* ---- listing ---- */
+
+static char *join(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	return xstrfmt("%s%s%s", a, n && a[n - 1] == '/' ? "" : "/", b);
+}
+
+void bk_entry_release(struct bk_entry *e)
+{
+	free(e->id);
+	free(e->path);
+	bk_manifest_release(&e->m);
+	memset(e, 0, sizeof(*e));
+}
+
+int bk_entry_read(const char *path, struct bk_entry *e, struct ops_error *err)
+{
+	struct strbuf text = STRBUF_INIT;
+	char *mpath = join(path, BK_MANIFEST), *vpath = join(path, BK_VERIFIED);
+	const char *base = strrchr(path, '/');
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	ret = fs_read_file(mpath, &text, 16 << 20, err);
+	if (ret < 0) {
+		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' is not a backup: %s", path, err->msg.buf);
+		goto out;
+	}
+	ret = bk_manifest_parse(text.buf, text.len, &e->m, err);
+	if (ret < 0) {
+		ops_error_prefix(err, "'%s'", mpath);
+		goto out;
+	}
+	e->path = xstrdup(path);
+	e->id = xstrdup(base ? base + 1 : path);
+	strbuf_reset(&text);
+	if (fs_exists(vpath) && fs_read_file(vpath, &text, 1 << 20, NULL) == 0) {
+		cJSON *v = cJSON_ParseWithLength(text.buf, text.len);
+		time_t t = parse_time(get_str(v, "verified_at"));
+		e->verified_at = t == (time_t)-1 ? 0 : t;
+		e->restore_tested = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "restore_tested"));
+		cJSON_Delete(v);
+	}
+out:
+	strbuf_release(&text);
+	free(mpath);
+	free(vpath);
+	return ret;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct bk_entry *x = a, *y = b;
+	if (x->m.started_at != y->m.started_at)
+		return x->m.started_at > y->m.started_at ? -1 : 1;
+	return -strcmp(x->id, y->id);
+}
+
+int bk_list_read(const char *dir, struct bk_list *l, struct ops_error *err)
+{
+	DIR *d;
+	struct dirent *de;
+
+	memset(l, 0, sizeof(*l));
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0
+				       : ops_error_set(err, OPS_EXIT_FAILED, "cannot read backup directory '%s': %s", dir,
+						       ops_strerror(errno));
+	while ((de = readdir(d))) {
+		struct bk_entry e;
+		char *path;
+		if (de->d_name[0] == '.')
+			continue; /* ., .., .tmp-*, .trash-*: never a backup */
+		path = join(dir, de->d_name);
+		if (bk_entry_read(path, &e, NULL) == 0) {
+			l->items = xrealloc(l->items, (l->nr + 1) * sizeof(*l->items));
+			l->items[l->nr++] = e;
+		} else {
+			l->skipped++;
+		}
+		free(path);
+	}
+	closedir(d);
+	if (l->nr)
+		qsort(l->items, l->nr, sizeof(*l->items), cmp_entry);
+	return 0;
+}
+
+void bk_list_release(struct bk_list *l)
+{
+	for (size_t i = 0; i < l->nr; i++)
+		bk_entry_release(&l->items[i]);
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+int bk_find(const struct bk_list *l, const char *which, const struct bk_entry **out, struct ops_error *err)
+{
+	if (!strcmp(which, "latest")) {
+		if (!l->nr)
+			return ops_error_set(err, OPS_EXIT_USAGE, "there is no backup yet");
+		*out = &l->items[0];
+		return 0;
+	}
+	for (size_t i = 0; i < l->nr; i++)
+		if (!strcmp(l->items[i].id, which)) {
+			*out = &l->items[i];
+			return 0;
+		}
+	ops_error_set(err, OPS_EXIT_USAGE, "no backup '%s'", which);
+	ops_error_hint(err, "'opsctl backup list' shows the backups");
+	return -OPS_EXIT_USAGE;
+}
+
+/* ---- verify, retention, removal ---- */
+
+void bk_mark_verified(const struct bk_entry *e, int restore_tested)
+{
+	char *vpath = join(e->path, BK_VERIFIED), when[32];
+	struct strbuf note = STRBUF_INIT;
+
+	clock_rfc3339(when, time(NULL));
+	strbuf_addf(&note, "{\"verified_at\": \"%s\", \"restore_tested\": %s}\n", when,
+		    restore_tested || e->restore_tested ? "true" : "false");
+	fs_write_atomic(vpath, note.buf, note.len, 0644, NULL);
+	free(vpath);
+	strbuf_release(&note);
+}
+
+int bk_verify(const struct bk_entry *e, struct ops_error *err)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < e->m.nfiles; i++) {
+		const struct bk_file *f = &e->m.files[i];
+		char *p = join(e->path, f->name), hex[65];
+		uint64_t size = 0;
+		ret = hash_sha256_file(p, hex, &size, err);
+		if (ret < 0)
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' is damaged: %s", e->id, err->msg.buf);
+		else if (size != f->size)
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+					    "backup '%s' is damaged: '%s' has %llu bytes, the manifest says %llu", e->id,
+					    f->name, (unsigned long long)size, (unsigned long long)f->size);
+		else if (strcmp(hex, f->sha256))
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+					    "backup '%s' is damaged: the SHA-256 of '%s' does not match the manifest",
+					    e->id, f->name);
+		free(p);
+		if (ret < 0) {
+			ops_error_hint(err, "restore from another backup ('opsctl backup list')");
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* A mark of the day/week/month of t, UTC. */
+static long period(time_t t, char kind)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	switch (kind) {
+	case 'd':
+		return (long)(tm.tm_year * 1000 + tm.tm_yday);
+	case 'm':
+		return (long)(tm.tm_year * 100 + tm.tm_mon);
+	default: {
+		char buf[16];
+		strftime(buf, sizeof(buf), "%G%V", &tm); /* ISO year and week */
+		return atol(buf);
+	}
+	}
+}
+
+void bk_retention(const struct bk_list *l, const struct bk_policy *p, int *keep, const char **reason)
+{
+	static const char kinds[3] = { 'd', 'w', 'm' };
+	static const char *const names[3] = { "daily", "weekly", "monthly" };
+	long limits[3] = { p->keep_daily, p->keep_weekly, p->keep_monthly };
+
+	for (size_t i = 0; i < l->nr; i++) {
+		keep[i] = (long)i < (p->keep_last > 0 ? p->keep_last : 1);
+		if (reason)
+			reason[i] = keep[i] ? "last" : NULL;
+	}
+	for (int k = 0; k < 3; k++) {
+		long seen = 0, last = -1;
+		for (size_t i = 0; i < l->nr && seen < limits[k]; i++) {
+			long per = period(l->items[i].m.started_at, kinds[k]);
+			if (per == last)
+				continue; /* only the newest set of each period */
+			last = per;
+			seen++;
+			if (!keep[i] && reason)
+				reason[i] = names[k];
+			keep[i] = 1;
+		}
+	}
+}
+
+int bk_remove(const struct bk_entry *e, struct ops_error *err)
+{
+	const char *slash = strrchr(e->path, '/');
+	char *trash = slash ? xstrfmt("%.*s/.trash-%s", (int)(slash - e->path), e->path, e->id)
+			    : xstrfmt(".trash-%s", e->id);
+	int ret = 0;
+
+	if (rename(e->path, trash) < 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot remove backup '%s': %s", e->id, ops_strerror(errno));
+	else
+		ret = fs_remove_tree(trash, err);
+	free(trash);
+	return ret;
+}
+
+/* ---- create ---- */
+
+struct snapshot {
+	PGconn *conn;
+	char *name;           /* pg_export_snapshot() */
+	char *database;
+	char *server_version;
+};
+
+static int open_snapshot(const struct db_target *db, struct snapshot *s, struct ops_error *err)
+{
+	PGresult *res = NULL;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	ret = db_connect(&s->conn, db, "opsctl backup", 10000, err);
+	if (ret == 0) {
+		PGresult *b = NULL;
+		ret = db_exec(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, 10000, &b, err);
+		if (b)
+			PQclear(b);
+	}
+	if (ret == 0)
+		ret = db_exec(s->conn, "SELECT pg_export_snapshot(), current_database(), current_setting('server_version')",
+			      0, NULL, 10000, &res, err);
+	if (ret == 0) {
+		s->name = xstrdup(PQgetvalue(res, 0, 0));
+		s->database = xstrdup(PQgetvalue(res, 0, 1));
+		s->server_version = xstrdup(PQgetvalue(res, 0, 2));
+	}
+	if (res)
+		PQclear(res);
+	return ret;
+}
+
+static void close_snapshot(struct snapshot *s)
+{
+	if (s->conn)
+		PQfinish(s->conn);
+	free(s->name);
+	free(s->database);
+	free(s->server_version);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Row counts of every user table, in the snapshot the dump saw. */
+static int count_rows(PGconn *conn, struct bk_manifest *m, struct ops_error *err)
+{
+	PGresult *res = NULL;
+	struct strbuf sql = STRBUF_INIT;
+	int ret;
+
+	ret = db_exec(conn,
+		      "SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+		      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		      "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+		      "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2",
+		      0, NULL, 30000, &res, err);
+	if (ret < 0)
+		goto out;
+	m->tables = xcalloc((size_t)PQntuples(res) + 1, sizeof(*m->tables));
+	for (int i = 0; i < PQntuples(res); i++) {
+		PGresult *c = NULL;
+		strbuf_reset(&sql);
+		strbuf_addf(&sql, "SELECT count(*) FROM ONLY %s", PQgetvalue(res, i, 2));
+		ret = db_exec(conn, sql.buf, 0, NULL, 0, &c, err);
+		if (ret < 0)
+			goto out;
+		m->tables[m->ntables].schema = xstrdup(PQgetvalue(res, i, 0));
+		m->tables[m->ntables].name = xstrdup(PQgetvalue(res, i, 1));
+		m->tables[m->ntables].rows = atoll(PQgetvalue(c, 0, 0));
+		m->ntables++;
+		PQclear(c);
+	}
+out:
+	if (res)
+		PQclear(res);
+	strbuf_release(&sql);
+	return ret;
+}
+
+struct pump_progress {
+	const struct bk_create_opts *o;
+};
+
+static int on_pump(uint64_t in_bytes, uint64_t out_bytes, void *arg)
+{
+	struct pump_progress *p = arg;
+	(void)out_bytes;
+	return p->o->progress ? p->o->progress("dump", in_bytes, 0, p->o->progress_data) : 0;
+}
+
+static int fsync_path(const char *path, struct ops_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int ret = 0;
+	if (fd < 0 || fsync(fd) < 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot sync '%s': %s", path, ops_strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int dump_database(const struct bk_create_opts *o, const struct snapshot *s, const char *tmp,
+			 struct bk_manifest *m, struct ops_error *err)
+{
+	const char *ext = !strcmp(o->format, "custom") ? "dump" : "sql";
+	char *name = xstrfmt("db.%s%s", ext, zs_codec_suffix(o->codec));
+	char *path = join(tmp, name), *snap = xstrfmt("--snapshot=%s", s->name);
+	char *fmt = xstrfmt("--format=%s", o->format);
+	char **env = db_target_env(o->db, s->database);
+	const char *argv[8];
+	struct proc_stream_opts po;
+	struct proc_child child = { -1, -1, 0, NULL };
+	struct proc_result res;
+	struct zs_writer w = ZS_WRITER_INIT;
+	struct pump_progress pp = { o };
+	struct bk_file *f;
+	char hex[65];
+	int fd = -1, ret, n = 0;
+
+	argv[n++] = o->pg_dump;
+	argv[n++] = fmt;
+	if (!strcmp(o->format, "custom"))
+		argv[n++] = "--compress=0"; /* we compress, faster, on every core */
+	argv[n++] = snap;
+	argv[n++] = "--no-password";
+	argv[n] = NULL;
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)env;
+	po.pipes = PROC_PIPE_STDOUT;
+	po.timeout_ms = o->timeout_ms;
+	po.capture_max = 64 * 1024;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", path, ops_strerror(errno));
+		goto out;
+	}
+	ret = zs_writer_open(&w, fd, path, o->codec, o->level, o->threads, err);
+	if (ret == 0)
+		ret = proc_start(argv, &po, &child, err);
+	if (ret == 0) {
+		ret = zs_pump(child.out_fd, "pg_dump", &w, on_pump, &pp, err);
+		if (ret < 0) {
+			/* the child's own failure explains a broken stream best */
+			struct ops_error perr = OPS_ERROR_INIT;
+			if (proc_finish(&child, 10000, &res, &perr) < 0)
+				ops_error_set(err, perr.code, "%s", perr.msg.buf);
+			ops_error_release(&perr);
+		} else {
+			ret = proc_finish(&child, 30000, &res, err);
+		}
+	}
+	if (ret == 0)
+		ret = zs_writer_close(&w, hex, err);
+	if (ret == 0 && w.in_bytes == 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "pg_dump produced an empty dump");
+	if (ret == 0 && fsync(fd) < 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot sync '%s': %s", path, ops_strerror(errno));
+	if (ret < 0)
+		goto out;
+	m->dump_bytes = w.in_bytes;
+	m->files = xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
+	f = &m->files[m->nfiles++];
+	f->name = name;
+	name = NULL;
+	f->role = xstrdup("database");
+	f->size = w.out_bytes;
+	memcpy(f->sha256, hex, 65);
+out:
+	proc_kill(&child);
+	zs_writer_release(&w);
+	if (fd >= 0)
+		close(fd);
+	db_env_free(env);
+	free(name);
+	free(path);
+	free(snap);
+	free(fmt);
+	return ret;
+}
+
+static int on_arch(const struct arch_progress *p, void *data)
+{
+	const struct bk_create_opts *o = data;
+	return o->progress ? o->progress("files", p->bytes, 0, o->progress_data) : 0;
+}
+
+static int archive_paths(const struct bk_create_opts *o, const char *tmp, struct bk_manifest *m,
+			 struct ops_error *err)
+{
+	enum arch_compression c = o->codec == ZS_ZSTD ? ARCH_COMPRESS_ZSTD
+				  : o->codec == ZS_GZIP ? ARCH_COMPRESS_GZIP : ARCH_COMPRESS_NONE;
+	char *name = xstrfmt("files.tar%s", zs_codec_suffix(o->codec));
+	char *path = join(tmp, name);
+	struct arch_create_opts ao;
+	struct arch_stats st;
+	struct bk_file *f;
+	char hex[65];
+	uint64_t size = 0;
+	int ret;
+
+	memset(&ao, 0, sizeof(ao));
+	ao.compression = c;
+	ao.progress = on_arch;
+	ao.progress_data = (void *)o;
+	ret = arch_create(path, o->paths, o->npaths, &ao, &st, err);
+	if (ret == 0)
+		ret = fsync_path(path, err);
+	if (ret == 0)
+		ret = hash_sha256_file(path, hex, &size, err);
+	if (ret < 0)
+		goto out;
+	m->files = xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
+	f = &m->files[m->nfiles++];
+	f->name = name;
+	name = NULL;
+	f->role = xstrdup("paths");
+	f->size = size;
+	memcpy(f->sha256, hex, 65);
+	m->paths = xcalloc(o->npaths + 1, sizeof(char *));
+	for (size_t i = 0; i < o->npaths; i++)
+		m->paths[m->npaths++] = xstrdup(o->paths[i]);
+out:
+	free(name);
+	free(path);
+	return ret;
+}
+
+int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_error *err)
+{
+	struct bk_manifest m;
+	struct snapshot snap;
+	char stamp[32], *tmp = NULL, *final = NULL, *mpath = NULL, *json = NULL;
+	int64_t start = clock_now_ms();
+	time_t now = time(NULL);
+	struct tm tm;
+	int ret;
+
+	memset(&m, 0, sizeof(m));
+	memset(&snap, 0, sizeof(snap));
+	memset(out, 0, sizeof(*out));
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	m.id = xstrfmt("%s-%s", o->app, stamp);
+	for (int i = 2; ; i++) {
+		free(final);
+		final = join(o->dir, m.id);
+		if (!fs_exists(final))
+			break;
+		free(m.id);
+		m.id = xstrfmt("%s-%s-%d", o->app, stamp, i); /* two in one second */
+	}
+	ret = fs_mkdir_p(o->dir, 0750, err);
+	if (ret < 0)
+		goto out;
+	tmp = xstrfmt("%s/.tmp-%s", o->dir, m.id);
+	if (mkdir(tmp, 0700) < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", tmp, ops_strerror(errno));
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	m.app = xstrdup(o->app);
+	m.tool = xstrdup("opsctl " OPSCTL_VERSION);
+	m.format = xstrdup(o->format);
+	m.compression = xstrdup(zs_codec_name(o->codec));
+	m.started_at = now;
+	ret = open_snapshot(o->db, &snap, err);
+	if (ret < 0)
+		goto out;
+	m.database = xstrdup(snap.database);
+	m.server_version = xstrdup(snap.server_version);
+	ret = dump_database(o, &snap, tmp, &m, err);
+	if (ret == 0)
+		ret = count_rows(snap.conn, &m, err);
+	close_snapshot(&snap);
+	if (ret == 0 && o->npaths)
+		ret = archive_paths(o, tmp, &m, err);
+	if (ret < 0)
+		goto out;
+	m.finished_at = time(NULL);
+	m.duration_ms = clock_now_ms() - start;
+	json = bk_manifest_json(&m);
+	mpath = join(tmp, BK_MANIFEST);
+	/* the manifest last: before it exists the directory is not a backup */
+	ret = fs_write_atomic(mpath, json, strlen(json), 0600, err);
+	if (ret == 0)
+		ret = fs_fsync_dir(tmp, err);
+	if (ret == 0 && rename(tmp, final) < 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot rename '%s' to '%s': %s", tmp, final,
+				    ops_strerror(errno));
+	if (ret == 0)
+		ret = fs_fsync_dir(o->dir, err);
+	if (ret < 0)
+		goto out;
+	free(tmp);
+	tmp = NULL;
+	out->id = xstrdup(m.id);
+	out->path = final;
+	final = NULL;
+	out->m = m;
+	memset(&m, 0, sizeof(m));
+out:
+	close_snapshot(&snap);
+	if (tmp)
+		fs_remove_tree(tmp, NULL); /* a failed backup leaves nothing behind */
+	free(tmp);
+	free(final);
+	free(mpath);
+	cJSON_free(json);
+	bk_manifest_release(&m);
+	return ret;
+}
+
+/* ---- restore ---- */
+
+void bk_restore_result_release(struct bk_restore_result *r)
+{
+	free(r->restored_as);
+	free(r->previous_as);
+	memset(r, 0, sizeof(*r));
+}
+
+static int admin_exec(PGconn *admin, const char *sql, struct ops_error *err)
+{
+	PGresult *res = NULL;
+	int ret = db_exec(admin, sql, 0, NULL, 60000, &res, err);
+	if (res)
+		PQclear(res);
+	return ret;
+}
+
+static char *quote_ident(PGconn *conn, const char *name)
+{
+	char *q = PQescapeIdentifier(conn, name, strlen(name));
+	char *r = xstrdup(q ? q : "\"\"");
+	PQfreemem(q);
+	return r;
+}
+
+static int database_exists(PGconn *admin, const char *name, int *exists, struct ops_error *err)
+{
+	const char *params[1] = { name };
+	PGresult *res = NULL;
+	int ret = db_exec(admin, "SELECT 1 FROM pg_database WHERE datname = $1", 1, params, 10000, &res, err);
+	if (ret == 0)
+		*exists = PQntuples(res) > 0;
+	if (res)
+		PQclear(res);
+	return ret;
+}
+
+/* Feeds the dump into psql or pg_restore (stdin), or, for --jobs, writes
+ * the decompressed dump next to the set and lets pg_restore read it. */
+static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
+		     struct ops_error *err)
+{
+	const struct bk_file *f = bk_manifest_file(&e->m, "database");
+	char *path = f ? join(e->path, f->name) : NULL, *plain = NULL, *jobs = NULL;
+	char **env = db_target_env(o->db, dbname);
+	int custom = !strcmp(e->m.format, "custom");
+	const char *argv[12];
+	struct proc_stream_opts po;
+	struct proc_child child = { -1, -1, 0, NULL };
+	struct proc_result res;
+	struct zs_decompress_opts zo;
+	struct zs_decompress_stats zst;
+	int in = -1, out_fd = -1, ret = 0, n = 0;
+
+	if (!f) {
+		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' has no database dump", e->id);
+		goto out;
+	}
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "cannot read '%s': %s", path, ops_strerror(errno));
+		goto out;
+	}
+	memset(&zo, 0, sizeof(zo));
+	zo.in_name = path;
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)env;
+	po.timeout_ms = o->timeout_ms;
+	po.capture_max = 64 * 1024;
+	if (custom && o->jobs > 1) {
+		/* parallel pg_restore needs a seekable file */
+		plain = xstrfmt("%s/.restore-%s.dump", e->path, dbname);
+		out_fd = open(plain, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (out_fd < 0) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", plain, ops_strerror(errno));
+			goto out;
+		}
+		zo.out_name = plain;
+		ret = zs_decompress(in, out_fd, &zo, &zst, err);
+		if (ret == 0 && strcmp(zst.in_sha256, f->sha256))
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' changed while it was read", path);
+		close(out_fd);
+		out_fd = -1;
+		if (ret < 0)
+			goto out;
+		jobs = xstrfmt("--jobs=%d", o->jobs);
+		argv[n++] = o->pg_restore;
+		argv[n++] = "--exit-on-error";
+		argv[n++] = "--no-password";
+		argv[n++] = jobs;
+		argv[n++] = "--dbname";
+		argv[n++] = dbname;
+		argv[n++] = plain;
+		argv[n] = NULL;
+		ret = proc_run_checked(argv, &(struct proc_opts){ .env_add = (const char *const *)env,
+								 .timeout_ms = o->timeout_ms },
+				       &res, err);
+		goto out;
+	}
+	if (custom) {
+		argv[n++] = o->pg_restore;
+		argv[n++] = "--exit-on-error";
+		argv[n++] = "--no-password";
+		argv[n++] = "--dbname";
+		argv[n++] = dbname;
+	} else {
+		argv[n++] = o->psql;
+		argv[n++] = "-X";
+		argv[n++] = "--quiet";
+		argv[n++] = "--no-password";
+		argv[n++] = "--set=ON_ERROR_STOP=1";
+		argv[n++] = "--output=/dev/null";
+		argv[n++] = "--dbname";
+		argv[n++] = dbname;
+	}
+	argv[n] = NULL;
+	po.pipes = PROC_PIPE_STDIN;
+	zo.out_name = argv[0];
+	ret = proc_start(argv, &po, &child, err);
+	if (ret == 0) {
+		ret = zs_decompress(in, child.in_fd, &zo, &zst, err);
+		if (ret == 0 && strcmp(zst.in_sha256, f->sha256))
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' changed while it was read", path);
+		if (ret < 0 && err->code != OPS_EXIT_INTEGRITY) {
+			/* the loader's own failure explains a broken pipe best */
+			struct ops_error perr = OPS_ERROR_INIT;
+			if (proc_finish(&child, 10000, &res, &perr) < 0)
+				ops_error_set(err, perr.code, "%s", perr.msg.buf);
+			ops_error_release(&perr);
+		} else if (ret == 0) {
+			ret = proc_finish(&child, 0, &res, err);
+		}
+	}
+out:
+	proc_kill(&child);
+	if (in >= 0)
+		close(in);
+	if (out_fd >= 0)
+		close(out_fd);
+	if (plain)
+		unlink(plain);
+	db_env_free(env);
+	free(plain);
+	free(jobs);
+	free(path);
+	return ret;
+}
+
+static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname,
+			size_t *checked, struct ops_error *err)
+{
+	struct db_target t;
+	PGconn *conn = NULL;
+	struct strbuf sql = STRBUF_INIT;
+	char **env = NULL;
+	int ret;
+
+	/* a target for the restored database: the live one's with another dbname */
+	memset(&t, 0, sizeof(t));
+	env = db_target_env(db, dbname);
+	t.keywords = xcalloc(2, sizeof(char *));
+	t.values = xcalloc(2, sizeof(char *));
+	t.nr = 1;
+	t.keywords[0] = xstrdup("dbname");
+	{
+		/* libpq keywords from the environment form: PGHOST=... -> host='...' */
+		struct strbuf ci = STRBUF_INIT;
+		PQconninfoOption *defs = PQconndefaults();
+		for (size_t i = 0; env[i]; i++) {
+			const char *eq = strchr(env[i], '=');
+			for (PQconninfoOption *o = defs; o && o->keyword; o++)
+				if (o->envvar && strlen(o->envvar) == (size_t)(eq - env[i]) &&
+				    !strncmp(o->envvar, env[i], (size_t)(eq - env[i]))) {
+					strbuf_addf(&ci, "%s='", o->keyword);
+					for (const char *c = eq + 1; *c; c++) {
+						if (*c == '\'' || *c == '\\')
+							strbuf_addch(&ci, '\\');
+						strbuf_addch(&ci, *c);
+					}
+					strbuf_addstr(&ci, "' ");
+				}
+		}
+		PQconninfoFree(defs);
+		t.values[0] = strbuf_detach(&ci, NULL);
+	}
+	t.display = xstrdup(dbname);
+	t.source = "restore";
+	ret = db_connect(&conn, &t, "opsctl restore", 10000, err);
+	*checked = 0;
+	for (size_t i = 0; ret == 0 && i < e->m.ntables; i++) {
+		const struct bk_table *tb = &e->m.tables[i];
+		char *qs = quote_ident(conn, tb->schema), *qn = quote_ident(conn, tb->name);
+		PGresult *res = NULL;
+		strbuf_reset(&sql);
+		strbuf_addf(&sql, "SELECT count(*) FROM ONLY %s.%s", qs, qn);
+		ret = db_exec(conn, sql.buf, 0, NULL, 0, &res, err);
+		if (ret == 0 && atoll(PQgetvalue(res, 0, 0)) != tb->rows)
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+					    "restored table %s.%s has %s rows, the backup had %lld", tb->schema,
+					    tb->name, PQgetvalue(res, 0, 0), tb->rows);
+		else if (ret < 0)
+			ops_error_prefix(err, "checking %s.%s", tb->schema, tb->name);
+		else
+			(*checked)++;
+		if (res)
+			PQclear(res);
+		free(qs);
+		free(qn);
+	}
+	if (conn)
+		PQfinish(conn);
+	db_target_release(&t);
+	db_env_free(env);
+	strbuf_release(&sql);
+	return ret;
+}
+
+static int run_service(const char *cmd, const char *what, struct ops_error *err)
+{
+	struct proc_result res;
+	struct proc_opts po;
+	int ret;
+	if (!cmd || !*cmd)
+		return 0;
+	memset(&po, 0, sizeof(po));
+	po.timeout_ms = 120000;
+	ret = proc_run_shell_checked(cmd, &po, &res, err);
+	if (ret < 0)
+		ops_error_prefix(err, "cannot %s the service", what);
+	return ret;
+}
+
+/* Renames live away and fresh into its place; sessions still on live are
+ * ended (the service is stopped first). */
+static int swap_databases(PGconn *admin, const char *live, const char *fresh, const char *aside,
+			  struct ops_error *err)
+{
+	char *ql = quote_ident(admin, live), *qf = quote_ident(admin, fresh), *qa = quote_ident(admin, aside);
+	struct strbuf sql = STRBUF_INIT;
+	const char *params[1] = { live };
+	int ret = 0, exists = 0;
+
+	ret = database_exists(admin, live, &exists, err);
+	if (ret < 0)
+		goto out;
+	if (exists) {
+		for (int attempt = 0; attempt < 20; attempt++) {
+			PGresult *res = NULL;
+			ret = db_exec(admin,
+				      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				      "WHERE datname = $1 AND pid <> pg_backend_pid()",
+				      1, params, 10000, &res, err);
+			if (res)
+				PQclear(res);
+			if (ret < 0)
+				goto out;
+			strbuf_reset(&sql);
+			strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", ql, qa);
+			ret = admin_exec(admin, sql.buf, err);
+			if (ret == 0)
+				break;
+			clock_sleep_ms(250); /* a client reconnected between the two */
+		}
+		if (ret < 0) {
+			ops_error_prefix(err, "cannot move the live database aside");
+			goto out;
+		}
+	}
+	strbuf_reset(&sql);
+	strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", qf, ql);
+	ret = admin_exec(admin, sql.buf, err);
+	if (ret < 0 && exists) {
+		/* put the live one back where it was */
+		struct strbuf back = STRBUF_INIT;
+		strbuf_addf(&back, "ALTER DATABASE %s RENAME TO %s", qa, ql);
+		admin_exec(admin, back.buf, NULL);
+		strbuf_release(&back);
+	}
+out:
+	free(ql);
+	free(qf);
+	free(qa);
+	strbuf_release(&sql);
+	return ret;
+}
+
+static int connect_admin(const struct db_target *db, PGconn **admin, struct ops_error *err)
+{
+	/* the maintenance database of the same server, as the same user */
+	char **env = db_target_env(db, "postgres");
+	struct db_target t;
+	struct strbuf ci = STRBUF_INIT;
+	PQconninfoOption *defs = PQconndefaults();
+	int ret;
+
+	for (size_t i = 0; env[i]; i++) {
+		const char *eq = strchr(env[i], '=');
+		for (PQconninfoOption *o = defs; o && o->keyword; o++)
+			if (o->envvar && strlen(o->envvar) == (size_t)(eq - env[i]) &&
+			    !strncmp(o->envvar, env[i], (size_t)(eq - env[i]))) {
+				strbuf_addf(&ci, "%s='", o->keyword);
+				for (const char *c = eq + 1; *c; c++) {
+					if (*c == '\'' || *c == '\\')
+						strbuf_addch(&ci, '\\');
+					strbuf_addch(&ci, *c);
+				}
+				strbuf_addstr(&ci, "' ");
+			}
+	}
+	PQconninfoFree(defs);
+	db_env_free(env);
+	memset(&t, 0, sizeof(t));
+	t.nr = 1;
+	t.keywords = xcalloc(2, sizeof(char *));
+	t.values = xcalloc(2, sizeof(char *));
+	t.keywords[0] = xstrdup("dbname");
+	t.values[0] = strbuf_detach(&ci, NULL);
+	t.display = xstrdup(db->display ? db->display : "postgres");
+	t.source = db->source;
+	ret = db_connect(admin, &t, "opsctl restore", 10000, err);
+	db_target_release(&t);
+	return ret;
+}
+
+int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct bk_restore_result *r,
+	       struct ops_error *err)
+{
+	PGconn *admin = NULL;
+	char *live = db_target_dbname(o->db), *fresh = NULL, *aside = NULL, *qfresh = NULL, *owner = NULL;
+	char stamp[32];
+	struct strbuf sql = STRBUF_INIT;
+	int64_t start = clock_now_ms();
+	time_t now = time(NULL);
+	struct tm tm;
+	int ret, exists = 0, created = 0, stopped = 0;
+
+	memset(r, 0, sizeof(*r));
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+	ret = bk_verify(e, err);
+	if (ret < 0)
+		goto out;
+	fresh = o->scratch_db ? xstrdup(o->scratch_db)
+		: o->target_db ? xstrdup(o->target_db) : xstrfmt("%s_restore_%s", live, stamp);
+	aside = xstrfmt("%s_pre_restore_%s", live, stamp);
+	ret = connect_admin(o->db, &admin, err);
+	if (ret < 0)
+		goto out;
+	ret = database_exists(admin, fresh, &exists, err);
+	if (ret == 0 && exists)
+		ret = ops_error_set(err, OPS_EXIT_USAGE, "database '%s' already exists", fresh);
+	if (ret < 0)
+		goto out;
+	{
+		/* the new database belongs to whoever owns the live one */
+		const char *params[1] = { live };
+		PGresult *res = NULL;
+		if (db_exec(admin, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", 1, params,
+			    10000, &res, NULL) == 0 && PQntuples(res) == 1)
+			owner = quote_ident(admin, PQgetvalue(res, 0, 0));
+		if (res)
+			PQclear(res);
+	}
+	qfresh = quote_ident(admin, fresh);
+	strbuf_addf(&sql, "CREATE DATABASE %s TEMPLATE template0%s%s", qfresh, owner ? " OWNER " : "",
+		    owner ? owner : "");
+	if (o->progress)
+		o->progress("create", 0, 0, o->progress_data);
+	ret = admin_exec(admin, sql.buf, err);
+	if (ret < 0)
+		goto out;
+	created = 1;
+	if (o->progress)
+		o->progress("load", 0, bk_manifest_file(&e->m, "database")->size, o->progress_data);
+	ret = load_dump(e, o, fresh, err);
+	if (ret == 0) {
+		if (o->progress)
+			o->progress("check", 0, e->m.ntables, o->progress_data);
+		ret = compare_rows(e, o->db, fresh, &r->tables_checked, err);
+	}
+	if (ret < 0 || o->scratch_db || o->target_db)
+		goto out;
+	/* the swap: only now is the live database touched */
+	ret = run_service(o->stop_cmd, "stop", err);
+	if (ret < 0)
+		goto out;
+	stopped = 1;
+	if (o->progress)
+		o->progress("swap", 0, 0, o->progress_data);
+	ret = swap_databases(admin, live, fresh, aside, err);
+	if (ret < 0)
+		goto out;
+	r->previous_as = xstrdup(aside);
+	created = 0; /* it is the live database now */
+out:
+	if (stopped) {
+		struct ops_error serr = OPS_ERROR_INIT;
+		/* started again whatever happened: the old or the new data is in place */
+		if (run_service(o->start_cmd, "start", &serr) < 0 && ret == 0)
+			ret = ops_error_set(err, serr.code, "%s", serr.msg.buf);
+		ops_error_release(&serr);
+	}
+	if (admin && created && (ret < 0 || o->scratch_db)) {
+		strbuf_reset(&sql);
+		strbuf_addf(&sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", qfresh);
+		admin_exec(admin, sql.buf, NULL);
+	}
+	if (ret == 0) {
+		r->restored_as = xstrdup(o->scratch_db || o->target_db ? fresh : live);
+		r->duration_ms = clock_now_ms() - start;
+	}
+	if (admin)
+		PQfinish(admin);
+	free(live);
+	free(fresh);
+	free(aside);
+	free(qfresh);
+	free(owner);
+	strbuf_release(&sql);
+	return ret;
+}
+
+int bk_restore_files(const struct bk_entry *e, const char *stamp, struct ops_error *err)
+{
+	const struct bk_file *f = bk_manifest_file(&e->m, "paths");
+	char *archive = NULL, *staging = NULL;
+	struct arch_extract_opts xo;
+	struct arch_stats st;
+	int ret = 0;
+
+	if (!f)
+		return ops_error_set(err, OPS_EXIT_USAGE, "backup '%s' has no files archive", e->id);
+	archive = join(e->path, f->name);
+	memset(&xo, 0, sizeof(xo));
+	xo.preserve_owner = 1;
+	for (size_t i = 0; i < e->m.npaths && ret == 0; i++) {
+		const char *p = e->m.paths[i];
+		const char *slash = strrchr(p, '/');
+		char *parent = slash && slash != p ? xstrndup(p, (size_t)(slash - p)) : xstrdup("/");
+		char *inside = NULL, *old = NULL;
+		free(staging);
+		/* staged beside the path, so the swap is a rename on one filesystem */
+		staging = xstrfmt("%s/.opsctl-restore-%s", parent, stamp);
+		ret = fs_remove_tree(staging, err);
+		if (ret == 0 && fs_mkdir_p(staging, 0700, err) < 0)
+			ret = -err->code;
+		if (ret == 0)
+			ret = arch_extract(archive, staging, &xo, &st, err);
+		inside = xstrfmt("%s/%s", staging, p[0] == '/' ? p + 1 : p);
+		if (ret == 0 && !fs_exists(inside))
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "the files archive has no '%s'", p);
+		old = xstrfmt("%s.pre_restore_%s", p, stamp);
+		if (ret == 0 && fs_exists(p) && rename(p, old) < 0)
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot move '%s' aside: %s", p, ops_strerror(errno));
+		if (ret == 0 && rename(inside, p) < 0) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot put '%s' in place: %s", p, ops_strerror(errno));
+			rename(old, p);
+		}
+		fs_remove_tree(staging, NULL);
+		free(parent);
+		free(inside);
+		free(old);
+	}
+	free(archive);
+	free(staging);
+	return ret;
+}
