@@ -688,6 +688,26 @@ out:
 	return ret;
 }
 
+/* Work directories of runs that were killed (.tmp-*) and removals that were
+ * cut short (.trash-*). The caller holds the backup lock, so no other run is
+ * writing them. */
+static void remove_leftovers(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *p;
+		if (!starts_with(de->d_name, ".tmp-") && !starts_with(de->d_name, ".trash-"))
+			continue;
+		p = join(dir, de->d_name);
+		fs_remove_tree(p, NULL);
+		free(p);
+	}
+	closedir(d);
+}
+
 int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_error *err)
 {
 	struct bk_manifest m;
@@ -715,6 +735,7 @@ int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_e
 	ret = fs_mkdir_p(o->dir, 0750, err);
 	if (ret < 0)
 		goto out;
+	remove_leftovers(o->dir);
 	tmp = xstrfmt("%s/.tmp-%s", o->dir, m.id);
 	if (mkdir(tmp, 0700) < 0) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", tmp, ops_strerror(errno));
@@ -1010,7 +1031,7 @@ static int run_service(const char *cmd, const char *what, struct ops_error *err)
 /* Renames live away and fresh into its place; sessions still on live are
  * ended (the service is stopped first). */
 static int swap_databases(PGconn *admin, const char *live, const char *fresh, const char *aside,
-			  struct ops_error *err)
+			  int *moved_aside, struct ops_error *err)
 {
 	char *ql = quote_ident(admin, live), *qf = quote_ident(admin, fresh), *qa = quote_ident(admin, aside);
 	struct strbuf sql = STRBUF_INIT;
@@ -1042,6 +1063,7 @@ static int swap_databases(PGconn *admin, const char *live, const char *fresh, co
 			ops_error_prefix(err, "cannot move the live database aside");
 			goto out;
 		}
+		*moved_aside = 1;
 	}
 	strbuf_reset(&sql);
 	strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", qf, ql);
@@ -1061,10 +1083,12 @@ out:
 	return ret;
 }
 
-static int connect_admin(const struct db_target *db, PGconn **admin, struct ops_error *err)
+static int connect_admin(const struct db_target *db, const char *live, PGconn **admin,
+			 struct ops_error *err)
 {
-	/* the maintenance database of the same server, as the same user */
-	char **env = db_target_env(db, "postgres");
+	/* the maintenance database of the same server, as the same user; never
+	 * the live one, which is renamed while we are connected */
+	char **env = db_target_env(db, strcmp(live, "postgres") ? "postgres" : "template1");
 	struct db_target t;
 	struct strbuf ci = STRBUF_INIT;
 	PQconninfoOption *defs = PQconndefaults();
@@ -1120,7 +1144,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	fresh = o->scratch_db ? xstrdup(o->scratch_db)
 		: o->target_db ? xstrdup(o->target_db) : xstrfmt("%s_restore_%s", live, stamp);
 	aside = xstrfmt("%s_pre_restore_%s", live, stamp);
-	ret = connect_admin(o->db, &admin, err);
+	ret = connect_admin(o->db, live, &admin, err);
 	if (ret < 0)
 		goto out;
 	ret = database_exists(admin, fresh, &exists, err);
@@ -1164,10 +1188,14 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	stopped = 1;
 	if (o->progress)
 		o->progress("swap", 0, 0, o->progress_data);
-	ret = swap_databases(admin, live, fresh, aside, err);
-	if (ret < 0)
-		goto out;
-	r->previous_as = xstrdup(aside);
+	{
+		int moved = 0;
+		ret = swap_databases(admin, live, fresh, aside, &moved, err);
+		if (ret < 0)
+			goto out;
+		if (moved)
+			r->previous_as = xstrdup(aside);
+	}
 	created = 0; /* it is the live database now */
 out:
 	if (stopped) {

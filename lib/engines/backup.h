@@ -121,7 +121,8 @@ struct bk_create_opts {
  * its command line) in a snapshot whose per-table row counts go into the
  * manifest, compresses while hashing, archives the paths, writes the
  * manifest last, fsyncs, and renames .tmp-ID into place. On any failure the
- * temporary directory is removed and nothing is listed. */
+ * temporary directory is removed and nothing is listed; work directories
+ * left by a killed run are removed first (the caller holds the lock). */
 int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_error *err);
 
 struct bk_restore_opts {
