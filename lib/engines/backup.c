@@ -833,6 +833,13 @@ static int database_exists(PGconn *admin, const char *name, int *exists, struct 
 	return ret;
 }
 
+static int on_load(uint64_t in_bytes, uint64_t out_bytes, void *arg)
+{
+	const struct bk_restore_opts *o = arg;
+	(void)out_bytes;
+	return o->progress ? o->progress("restore", in_bytes, 1, o->progress_data) : 0;
+}
+
 /* Feeds the dump into psql or pg_restore (stdin), or, for --jobs, writes
  * the decompressed dump next to the set and lets pg_restore read it. */
 static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
@@ -861,6 +868,8 @@ static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, 
 	}
 	memset(&zo, 0, sizeof(zo));
 	zo.in_name = path;
+	zo.progress = on_load;
+	zo.progress_arg = (void *)o;
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)env;
 	po.timeout_ms = o->timeout_ms;
