@@ -303,6 +303,7 @@ int bk_list_read(const char *dir, struct bk_list *l, struct ops_error *err)
 {
 	DIR *d;
 	struct dirent *de;
+	struct ops_error skip = OPS_ERROR_INIT; /* why a directory is not a backup */
 
 	memset(l, 0, sizeof(*l));
 	d = opendir(dir);
@@ -316,7 +317,8 @@ int bk_list_read(const char *dir, struct bk_list *l, struct ops_error *err)
 		if (de->d_name[0] == '.')
 			continue; /* ., .., .tmp-*, .trash-*: never a backup */
 		path = join(dir, de->d_name);
-		if (bk_entry_read(path, &e, NULL) == 0) {
+		ops_error_clear(&skip);
+		if (bk_entry_read(path, &e, &skip) == 0) {
 			l->items = xrealloc(l->items, (l->nr + 1) * sizeof(*l->items));
 			l->items[l->nr++] = e;
 		} else {
@@ -325,6 +327,7 @@ int bk_list_read(const char *dir, struct bk_list *l, struct ops_error *err)
 		free(path);
 	}
 	closedir(d);
+	ops_error_release(&skip);
 	if (l->nr)
 		qsort(l->items, l->nr, sizeof(*l->items), cmp_entry);
 	return 0;

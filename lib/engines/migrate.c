@@ -259,6 +259,7 @@ static int scan_downs(struct mig *m, struct ops_error *err)
 	DIR *d = opendir(rdir);
 	struct dirent *de;
 	int ret = 0;
+	const size_t nsorted = m->nfiles;
 
 	if (!d)
 		goto out;
@@ -268,9 +269,22 @@ static int scan_downs(struct mig *m, struct ops_error *err)
 		struct mig_file *f = NULL;
 		if (!parse_name(de->d_name, ".down.sql", &version, &number, &name))
 			continue;
-		for (size_t i = 0; i < m->nfiles; i++)
-			if (m->files[i].number == number)
-				f = &m->files[i];
+		{	/* m->files[0..nsorted) is sorted by number (mig_scan): binary search */
+			size_t lo = 0, hi = nsorted;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (m->files[mid].number < number)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < nsorted && m->files[lo].number == number)
+				f = &m->files[lo];
+			else
+				for (size_t i = nsorted; i < m->nfiles; i++)  /* orphan down files, few */
+					if (m->files[i].number == number)
+						f = &m->files[i];
+		}
 		if (f && f->down_path) {
 			ret = ops_error_set(err, OPS_EXIT_CONFIG, "two down files for version %s: '%s' and '%s/%s'",
 					    version, f->down_path, rdir, de->d_name);
@@ -387,12 +401,15 @@ static void build_rows(struct mig *m)
 	for (size_t i = 0; i < m->napplied; i++)
 		if (m->applied[i].number > max_applied)
 			max_applied = m->applied[i].number;
+	unsigned char *has_row = xcalloc(m->nfiles + 1, 1); /* files with a row: no second search */
 	for (size_t i = 0; i < m->napplied; i++) {
 		struct mig_row *r = &m->rows[n++];
 		const struct mig_applied *a = &m->applied[i];
 		r->number = a->number;
 		r->applied = a;
 		r->file = file_by_number(m, a->number);
+		if (r->file)
+			has_row[r->file - m->files] = 1;
 		if (!r->file)
 			r->state = a->checksum && !strcmp(a->checksum, BASELINE_MARK) ? MIG_APPLIED : MIG_MISSING;
 		else if (a->checksum && strcmp(a->checksum, r->file->checksum) && strcmp(a->checksum, BASELINE_MARK))
@@ -403,12 +420,7 @@ static void build_rows(struct mig *m)
 	for (size_t i = 0; i < m->nfiles; i++) {
 		const struct mig_file *f = &m->files[i];
 		struct mig_row *r;
-		int applied = 0;
-		if (!f->path)
-			continue;
-		for (size_t k = 0; k < m->napplied && !applied; k++)
-			applied = m->applied[k].number == f->number;
-		if (applied)
+		if (!f->path || has_row[i])
 			continue;
 		r = &m->rows[n++];
 		r->number = f->number;
@@ -418,6 +430,7 @@ static void build_rows(struct mig *m)
 				r->partial = &m->partials[k];
 		r->state = r->partial ? MIG_PARTIAL : f->number < max_applied ? MIG_OUT_OF_ORDER : MIG_PENDING;
 	}
+	free(has_row);
 	qsort(m->rows, n, sizeof(*m->rows), cmp_row);
 	m->nrows = n;
 }

@@ -450,8 +450,28 @@ static char *shell_name(const char *cmdline)
 	return xstrndup(cmdline, len);
 }
 
+/* The line of stderr that says what went wrong: the last one with "error:"
+ * (pg_dump and psql follow it with "detail:"/"hint:" lines that make no sense
+ * alone), else the last line. Points into tail (NUL-terminates that line). */
+static const char *last_error_line(struct strbuf *tail)
+{
+	char *line = NULL, *p = tail->buf;
+	while (p && *p) {
+		char *nl = strchr(p, '\n');
+		if (strstr(p, "error:") && (!nl || strstr(p, "error:") < nl))
+			line = p;
+		p = nl ? nl + 1 : NULL;
+	}
+	if (!line) {
+		line = memrchr(tail->buf, '\n', tail->len);
+		return line ? line + 1 : tail->buf;
+	}
+	line[strcspn(line, "\n")] = '\0';
+	return line;
+}
+
 /* 0 for exit status 0, else the error naming the program and quoting the
- * last line of its stderr (tail, which is trimmed). */
+ * line of its stderr that says why (tail, which is trimmed). */
 static int report_status(const char *name, const struct proc_result *res, struct strbuf *tail,
 			 struct ops_error *err)
 {
@@ -463,8 +483,7 @@ static int report_status(const char *name, const struct proc_result *res, struct
 		return ops_error_set(err, OPS_EXIT_FAILED, "'%s' was killed by signal %d (%s)", name,
 				     res->status, strsignal(res->status));
 	strbuf_rtrim(tail);
-	line = memrchr(tail->buf, '\n', tail->len);
-	line = line ? line + 1 : tail->buf;
+	line = last_error_line(tail);
 	if (*line)
 		return ops_error_set(err, OPS_EXIT_FAILED, "'%s' failed with exit status %d: %s",
 				     name, res->status, line);
