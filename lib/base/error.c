@@ -28,27 +28,33 @@ void ops_error_clear(struct ops_error *e)
 
 int ops_error_set(struct ops_error *e, int code, const char *fmt, ...)
 {
+	struct strbuf msg = STRBUF_INIT;
 	va_list ap;
 	if (!e)
 		return -code;
-	e->code = code;
-	strbuf_reset(&e->msg);
-	strbuf_reset(&e->hint);
+	/* formatted aside first: callers wrap the previous message
+	 * ("cannot read x: %s", err->msg.buf), so an argument may be e->msg */
 	va_start(ap, fmt);
-	strbuf_vaddf(&e->msg, fmt, ap);
+	strbuf_vaddf(&msg, fmt, ap);
 	va_end(ap);
+	e->code = code;
+	strbuf_release(&e->msg);
+	e->msg = msg;
+	strbuf_reset(&e->hint);
 	return -code;
 }
 
 void ops_error_hint(struct ops_error *e, const char *fmt, ...)
 {
+	struct strbuf hint = STRBUF_INIT;
 	va_list ap;
 	if (!e)
 		return;
-	strbuf_reset(&e->hint);
 	va_start(ap, fmt);
-	strbuf_vaddf(&e->hint, fmt, ap);
+	strbuf_vaddf(&hint, fmt, ap); /* an argument may be e->hint itself */
 	va_end(ap);
+	strbuf_release(&e->hint);
+	e->hint = hint;
 }
 
 void ops_error_prefix(struct ops_error *e, const char *fmt, ...)
