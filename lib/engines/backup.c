@@ -604,16 +604,12 @@ static int dump_database(const struct bk_create_opts *o, const struct snapshot *
 	if (ret == 0)
 		ret = proc_start(argv, &po, &child, err);
 	if (ret == 0) {
+		/* pg_dump's own failures end its output early and show in
+		 * proc_finish; a failing pump is ours (disk full, Ctrl-C), and
+		 * pg_dump's SIGPIPE that follows is not the news */
 		ret = zs_pump(child.out_fd, "pg_dump", &w, on_pump, &pp, err);
-		if (ret < 0) {
-			/* the child's own failure explains a broken stream best */
-			struct ops_error perr = OPS_ERROR_INIT;
-			if (proc_finish(&child, 10000, &res, &perr) < 0)
-				ops_error_set(err, perr.code, "%s", perr.msg.buf);
-			ops_error_release(&perr);
-		} else {
+		if (ret == 0)
 			ret = proc_finish(&child, 30000, &res, err);
-		}
 	}
 	if (ret == 0)
 		ret = zs_writer_close(&w, hex, err);
