@@ -451,14 +451,17 @@ static char *shell_name(const char *cmdline)
 }
 
 /* The line of stderr that says what went wrong: the last one with "error:"
- * (pg_dump and psql follow it with "detail:"/"hint:" lines that make no sense
- * alone), else the last line. Points into tail (NUL-terminates that line). */
+ * (any case) or "FATAL:" (pg_dump and psql follow it with "detail:",
+ * "LINE"/"HINT:" lines that make no sense alone), else the last line. Points into tail (NUL-terminates that line). */
 static const char *last_error_line(struct strbuf *tail)
 {
 	char *line = NULL, *p = tail->buf;
 	while (p && *p) {
 		char *nl = strchr(p, '\n');
-		if (strstr(p, "error:") && (!nl || strstr(p, "error:") < nl))
+		const char *hit = strcasestr(p, "error:");
+		if (!hit)
+			hit = strstr(p, "FATAL:");
+		if (hit && (!nl || hit < nl))
 			line = p;
 		p = nl ? nl + 1 : NULL;
 	}
