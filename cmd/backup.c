@@ -101,9 +101,15 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 		s->paths = xrealloc(s->paths, (s->npaths + 1) * sizeof(char *));
 		s->paths[s->npaths] = xstrndup(v, n);
 		if (s->paths[s->npaths][0] != '/') {
-			char *abs = cmd_config_path(ctx, s->paths[s->npaths]);
+			/* stored absolute: a restore puts them back wherever it runs */
+			char *rel = cmd_config_path(ctx, s->paths[s->npaths]), cwd[4096];
 			free(s->paths[s->npaths]);
-			s->paths[s->npaths] = abs;
+			if (rel[0] != '/' && getcwd(cwd, sizeof(cwd))) {
+				s->paths[s->npaths] = xstrfmt("%s/%s", cwd, rel);
+				free(rel);
+			} else {
+				s->paths[s->npaths] = rel;
+			}
 		}
 		s->npaths++;
 		v += n;
@@ -657,6 +663,14 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
 				 &ctx->err);
 	if (ret < 0) {
+		if (ctx->json) {
+			cJSON *doc = cJSON_CreateObject();
+			cJSON_AddStringToObject(doc, "command", "restore");
+			cJSON_AddStringToObject(doc, "id", n ? argv[0] : "latest");
+			cJSON_AddNumberToObject(doc, "exit", ctx->err.code);
+			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+			cmd_print_json(doc);
+		}
 		code = cmd_fail(ctx, NULL);
 		goto out;
 	}
