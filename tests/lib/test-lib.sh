@@ -494,3 +494,57 @@ expect_sql() {
     expected: $(printf '%s' "$2" | tr '\n' '/')
     got:      $(printf '%s' "$got" | tr '\n' '/')"
 }
+
+# ---- helpers for the backup/restore tests (t3*) ------------------------------
+
+# pg_dbsql DB SQL: like pg_psql, in database DB.
+pg_dbsql() {
+	local psql="$TEST_PG_BINDIR/psql"
+	[ -x "$psql" ] || psql=psql
+	"$psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$TEST_PG_SOCKDIR" -p "$TEST_PG_PORT" \
+		-U postgres -d "$1" -c "$2"
+}
+
+# expect_dbsql DB SQL EXPECTED: pg_dbsql DB SQL prints exactly EXPECTED.
+expect_dbsql() {
+	local got
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	got=$(pg_dbsql "$1" "$2" 2>&1)
+	[ "$got" = "$3" ] && return 0
+	fail "SQL in $1: $2
+    expected: $(printf '%s' "$3" | tr '\n' '/')
+    got:      $(printf '%s' "$got" | tr '\n' '/')"
+}
+
+# pg_db_url DB: a postgresql:// URL for DB over TCP, as postgres with the password.
+pg_db_url() {
+	printf 'postgresql://postgres:%s@127.0.0.1:%s/%s' "$TEST_PG_PASSWORD" "$TEST_PG_PORT" "$1"
+}
+
+# pg_db_fingerprint DB: one line per user table, "schema.table|rows|md5 of
+# the rows", sorted: equal output means equal data.
+pg_db_fingerprint() {
+	pg_dbsql "$1" "SELECT n.nspname || '.' || c.relname || '|' ||
+		(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %I.%I', n.nspname, c.relname), false, true, '')))[1]::text || '|' ||
+		(xpath('/row/h/text()', query_to_xml(format('SELECT md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), '''')) AS h FROM ONLY %I.%I t', n.nspname, c.relname), false, true, '')))[1]::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+		AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+}
+
+# expect_same_data DB1 DB2: the two databases hold the same tables and rows.
+expect_same_data() {
+	local a b
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	a=$(pg_db_fingerprint "$1" 2>&1)
+	b=$(pg_db_fingerprint "$2" 2>&1)
+	[ -n "$a" ] && [ "$a" = "$b" ] && return 0
+	fail "databases $1 and $2 differ:
+$(diff <(printf '%s\n' "$a") <(printf '%s\n' "$b") | sed 's/^/    /')"
+}
+
+# expect_databases PATTERN EXPECTED: the names in pg_database LIKE PATTERN,
+# sorted and comma-joined, are EXPECTED.
+expect_databases() {
+	expect_sql "SELECT coalesce(string_agg(datname, ',' ORDER BY datname), '') FROM pg_database WHERE datname LIKE '$1'" "$2"
+}
