@@ -147,6 +147,20 @@ static int on_progress(const char *what, uint64_t done, uint64_t total, void *da
 	return interrupted != 0;
 }
 
+/* With --output json, a command that stops before its work still prints its
+ * document, so CI always has one to read. Returns the exit code. */
+static int fail_json(struct opsctl_ctx *ctx, const char *command)
+{
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", command);
+		cJSON_AddNumberToObject(doc, "exit", ctx->err.code);
+		cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+		cmd_print_json(doc);
+	}
+	return cmd_fail(ctx, NULL);
+}
+
 static int take_lock(struct opsctl_ctx *ctx, struct fs_lock *lock, const char *command)
 {
 	char *state = cmd_state_dir(ctx);
@@ -349,7 +363,7 @@ static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s)
 {
 	struct bk_list l;
 	if (bk_list_read(s->dir, &l, &ctx->err) < 0)
-		return cmd_fail(ctx, NULL);
+		return fail_json(ctx, "backup list");
 	if (ctx->json) {
 		cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "backups");
 		for (size_t i = 0; i < l.nr; i++)
@@ -488,7 +502,7 @@ static int do_prune(struct opsctl_ctx *ctx, const struct bk_settings *s)
 		ops_error_set(&ctx->err, OPS_EXIT_CONFIG, "no retention policy: nothing would ever be pruned");
 		ops_error_hint(&ctx->err, "set keep_last, keep_daily, keep_weekly or keep_monthly in [backup]");
 		cJSON_Delete(removed);
-		return cmd_fail(ctx, NULL);
+		return fail_json(ctx, "backup prune");
 	}
 	if (!ctx->dry_run)
 		ret = take_lock(ctx, &lock, "opsctl backup prune");
@@ -569,7 +583,9 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_USAGE;
 	}
 	if (read_settings(ctx, dir, format, compression, &s) < 0) {
-		code = cmd_fail(ctx, NULL);
+		char *command = xstrfmt("backup %s", sub);
+		code = fail_json(ctx, command);
+		free(command);
 		goto out;
 	}
 	catch_signals(&old_int, &old_term);
@@ -663,15 +679,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
 				 &ctx->err);
 	if (ret < 0) {
-		if (ctx->json) {
-			cJSON *doc = cJSON_CreateObject();
-			cJSON_AddStringToObject(doc, "command", "restore");
-			cJSON_AddStringToObject(doc, "id", n ? argv[0] : "latest");
-			cJSON_AddNumberToObject(doc, "exit", ctx->err.code);
-			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
-			cmd_print_json(doc);
-		}
-		code = cmd_fail(ctx, NULL);
+		code = fail_json(ctx, "restore");
 		goto out;
 	}
 	live = db_target_dbname(&db);
