@@ -126,6 +126,7 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 struct progress_state {
 	struct opsctl_ctx *ctx;
 	int64_t start;
+	int64_t drawn;   /* when the line was last redrawn: ten times a second is enough */
 };
 
 static int on_progress(const char *what, uint64_t done, uint64_t total, void *data)
@@ -134,6 +135,9 @@ static int on_progress(const char *what, uint64_t done, uint64_t total, void *da
 	double secs = (double)(clock_now_ms() - p->start) / 1000.0;
 	struct strbuf a = STRBUF_INIT, rate = STRBUF_INIT;
 
+	if (!p->ctx->term.progress || clock_now_ms() - p->drawn < 100)
+		return interrupted != 0;
+	p->drawn = clock_now_ms();
 	format_size(&a, done);
 	format_size(&rate, secs > 0.2 ? (uint64_t)((double)done / secs) : 0);
 	if (total)
@@ -281,7 +285,7 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	struct bk_entry made;
 	struct db_target db;
 	struct fs_lock lock = FS_LOCK_INIT;
-	struct progress_state ps = { ctx, clock_now_ms() };
+	struct progress_state ps = { ctx, clock_now_ms(), 0 };
 	cJSON *fields = cJSON_CreateObject(), *removed = cJSON_CreateArray();
 	int ret, code, have_db = 0;
 
@@ -421,7 +425,7 @@ static int restore_test(struct opsctl_ctx *ctx, const struct bk_settings *s, con
 	struct db_target db;
 	struct bk_restore_opts ro;
 	struct bk_restore_result rr;
-	struct progress_state ps = { ctx, clock_now_ms() };
+	struct progress_state ps = { ctx, clock_now_ms(), 0 };
 	char *scratch = xstrfmt("opsctl_restore_test_%d", (int)getpid());
 	int ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
 			     &ctx->err);
@@ -644,7 +648,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct bk_restore_opts ro;
 	struct bk_restore_result rr;
 	struct fs_lock lock = FS_LOCK_INIT;
-	struct progress_state ps = { ctx, clock_now_ms() };
+	struct progress_state ps = { ctx, clock_now_ms(), 0 };
 	struct sigaction old_int, old_term;
 	char *live = NULL, stamp[32];
 	cJSON *fields = NULL;
