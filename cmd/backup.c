@@ -87,6 +87,10 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 		return -ctx->err.code;
 	if (cfg && config_get_int(cfg, "backup", NULL, "level", -7, 19, &s->level, &ctx->err) < 0)
 		return -ctx->err.code;
+	if (s->level && ((s->codec == ZS_GZIP && (s->level < 1 || s->level > 9)) || s->codec == ZS_NONE))
+		return config_error(cfg, config_find_entry(cfg, "backup", NULL, "level"), &ctx->err,
+				    "level %ld does not fit compression '%s' (gzip takes 1-9, zstd -7-19, none none)",
+				    s->level, zs_codec_name(s->codec));
 	s->pg_dump = cfg && config_get(cfg, "backup", NULL, "pg_dump") ? config_get(cfg, "backup", NULL, "pg_dump") : "pg_dump";
 	s->pg_restore = cfg && config_get(cfg, "backup", NULL, "pg_restore") ? config_get(cfg, "backup", NULL, "pg_restore") : "pg_restore";
 	s->psql = cfg && config_get(cfg, "backup", NULL, "psql") ? config_get(cfg, "backup", NULL, "psql") : "psql";
@@ -140,9 +144,7 @@ static int on_progress(const char *what, uint64_t done, uint64_t total, void *da
 	p->drawn = clock_now_ms();
 	format_size(&a, done);
 	format_size(&rate, secs > 0.2 ? (uint64_t)((double)done / secs) : 0);
-	if (total)
-		term_progress(&p->ctx->term, "%s: %s, %s/s, %.0fs", what, a.buf, rate.buf, secs);
-	else if (done)
+	if (done && strcmp(what, "check"))
 		term_progress(&p->ctx->term, "%s: %s, %s/s, %.0fs", what, a.buf, rate.buf, secs);
 	else
 		term_progress(&p->ctx->term, "%s... %.0fs", what, secs);
@@ -187,7 +189,7 @@ static void write_metrics(struct opsctl_ctx *ctx, const struct bk_settings *s, i
 
 	if (!s->metrics_file)
 		return;
-	if (bk_list_read(s->dir, &l, NULL) == 0 && l.nr) {
+	if (bk_list_read(s->dir, &l, NULL) == 0 && (bk_list_only_app(&l, s->app), l.nr)) {
 		last = l.items[0].m.finished_at; /* a failed run keeps the last good time */
 		size = bk_manifest_size(&l.items[0].m);
 	}
@@ -249,6 +251,7 @@ static int prune(struct opsctl_ctx *ctx, const struct bk_settings *s, cJSON *rem
 	ret = bk_list_read(s->dir, &l, &ctx->err);
 	if (ret < 0)
 		return ret;
+	bk_list_only_app(&l, s->app);
 	keep = xcalloc(l.nr + 1, sizeof(int));
 	why = xcalloc(l.nr + 1, sizeof(char *));
 	bk_retention(&l, &s->policy, keep, why);
@@ -437,6 +440,7 @@ static int restore_test(struct opsctl_ctx *ctx, const struct bk_settings *s, con
 	ro.db = &db;
 	ro.scratch_db = scratch;
 	ro.jobs = 1;
+	ro.verified = 1;
 	ro.pg_restore = s->pg_restore;
 	ro.psql = s->psql;
 	ro.progress = on_progress;
@@ -444,8 +448,8 @@ static int restore_test(struct opsctl_ctx *ctx, const struct bk_settings *s, con
 	ret = bk_restore(e, &ro, &rr, &ctx->err);
 	term_progress_done(&ctx->term);
 	if (ret == 0)
-		term_info(&ctx->term, "restore test of '%s': %zu tables restored with the row counts of the manifest",
-			  e->id, rr.tables_checked);
+		term_info(&ctx->term, "restore test of '%s': %zu table%s restored with the row counts of the manifest",
+			  e->id, rr.tables_checked, rr.tables_checked == 1 ? "" : "s");
 	bk_restore_result_release(&rr);
 	db_target_release(&db);
 	free(scratch);
@@ -459,6 +463,8 @@ static int do_verify(struct opsctl_ctx *ctx, const struct bk_settings *s, const 
 	struct fs_lock lock = FS_LOCK_INIT;
 	int ret = bk_list_read(s->dir, &l, &ctx->err), code;
 
+	if (ret == 0 && !which)
+		bk_list_only_app(&l, s->app);
 	if (ret == 0)
 		ret = bk_find(&l, which ? which : "latest", &e, &ctx->err);
 	if (ret == 0)
@@ -677,8 +683,11 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	ret = read_settings(ctx, dir, NULL, NULL, &s);
 	if (ret == 0 && n && strchr(argv[0], '/'))
 		ret = bk_entry_read(argv[0], &direct, &ctx->err), e = ret == 0 ? &direct : NULL;
-	else if (ret == 0 && (ret = bk_list_read(s.dir, &l, &ctx->err)) == 0)
+	else if (ret == 0 && (ret = bk_list_read(s.dir, &l, &ctx->err)) == 0) {
+		if (!n || !strcmp(argv[0], "latest"))
+			bk_list_only_app(&l, s.app); /* never another app's newest set */
 		ret = bk_find(&l, n ? argv[0] : "latest", &e, &ctx->err);
+	}
 	if (ret == 0)
 		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
 				 &ctx->err);
@@ -705,6 +714,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	ro.db = &db;
 	ro.target_db = target;
 	ro.jobs = (int)jobs;
+	ro.verified = 1; /* just above, before the question */
 	ro.pg_restore = s.pg_restore;
 	ro.psql = s.psql;
 	if (ctx->have_config) {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <zstd.h>
 
 static const struct cmd_struct commands[] = {
 	{ "health", cmd_health, CMD_USES_CONFIG, "probe HTTP endpoints, PostgreSQL, TCP, disk, memory" },
@@ -42,6 +43,8 @@ static void print_version(void)
 	printf("libcurl %s\n", cv->version);
 	printf("cJSON %s\n", cJSON_Version());
 	printf("zlib %s\n", zlibVersion());
+	printf("libzstd %s\n", ZSTD_versionString());
+	printf("libarchive (loaded when an archive is read or written)\n");
 	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
 }
 

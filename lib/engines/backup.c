@@ -341,6 +341,18 @@ void bk_list_release(struct bk_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+void bk_list_only_app(struct bk_list *l, const char *app)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < l->nr; i++) {
+		if (!strcmp(l->items[i].m.app, app))
+			l->items[keep++] = l->items[i];
+		else
+			bk_entry_release(&l->items[i]);
+	}
+	l->nr = keep;
+}
+
 int bk_find(const struct bk_list *l, const char *which, const struct bk_entry **out, struct ops_error *err)
 {
 	if (!strcmp(which, "latest")) {
@@ -1146,7 +1158,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	memset(r, 0, sizeof(*r));
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-	ret = bk_verify(e, err);
+	ret = o->verified ? 0 : bk_verify(e, err);
 	if (ret < 0)
 		goto out;
 	fresh = o->scratch_db ? xstrdup(o->scratch_db)

@@ -73,6 +73,9 @@ struct bk_list {
 /* Reads every set of dir. A missing dir is an empty list. */
 int bk_list_read(const char *dir, struct bk_list *l, struct ops_error *err);
 void bk_list_release(struct bk_list *l);
+/* Keeps only the sets of app (a directory may be shared by several apps:
+ * retention and "latest" must never cross them). */
+void bk_list_only_app(struct bk_list *l, const char *app);
 /* "latest", an id, or a path to a set's directory. OPS_EXIT_USAGE when unknown. */
 int bk_find(const struct bk_list *l, const char *which, const struct bk_entry **out,
 	    struct ops_error *err);
@@ -130,6 +133,8 @@ struct bk_restore_opts {
 	const char *target_db;       /* restore beside it under this name, no swap */
 	const char *scratch_db;      /* restore test: restore here, compare, drop */
 	int jobs;                    /* parallel pg_restore for custom dumps (> 1) */
+	int verified;                /* the caller just ran bk_verify: not again (the
+					load still hashes what it reads) */
 	const char *pg_restore, *psql;
 	const char *stop_cmd, *start_cmd;   /* [service] stop/start, may be NULL */
 	int64_t timeout_ms;

@@ -168,6 +168,21 @@ static void test_retention_never_empty(void **state)
 	bk_list_release(&l);
 }
 
+static void test_only_app(void **state)
+{
+	static const char *const times[] = { "2026-11-21 02:00", "2026-11-20 02:00", "2026-11-19 02:00" };
+	struct bk_list l;
+	(void)state;
+	make_list(&l, times, 3);
+	free(l.items[1].m.app);
+	l.items[1].m.app = xstrdup("other");
+	bk_list_only_app(&l, "app");
+	assert_int_equal(l.nr, 2);
+	assert_string_equal(l.items[0].id, "2026-11-21 02:00");
+	assert_string_equal(l.items[1].id, "2026-11-19 02:00");
+	bk_list_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +190,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_refuses),
 		cmocka_unit_test(test_retention),
 		cmocka_unit_test(test_retention_never_empty),
+		cmocka_unit_test(test_only_app),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
