@@ -4,10 +4,12 @@
 # (tests/integration/t0900-docs.sh checks that none is missing).
 
 _opsctl_global_opts='-c --config --env-file -o --output --json -q --quiet -v --verbose --no-color -n --dry-run -y --yes --lock-wait --db --version -h --help'
-_opsctl_commands='health migrate rollback help'
+_opsctl_commands='health migrate rollback backup restore help'
 _opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require --expect --warn --crit --nagios --metrics-file -h --help'
 _opsctl_migrate_subcommands='up down status validate repair new baseline'
 _opsctl_rollback_opts='--schema --dir -h --help'
+_opsctl_backup_subcommands='create list verify prune'
+_opsctl_restore_opts='--target-db -j --jobs --files --no-files --dir -h --help'
 
 # The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
 # ./opsctl.conf, /etc/opsctl/opsctl.conf.
@@ -78,6 +80,41 @@ _opsctl_migration_versions() {
 		f=${f##*/}
 		[[ $f == *.down.sql ]] && continue
 		printf '%s\n' "${f%%_*}"
+	done
+}
+
+# The ids of the backup sets (directories with a manifest.json) in --dir DIR
+# on the line, else the config's [backup] dir (relative to the config file),
+# else ./backups.
+_opsctl_backup_ids() {
+	local i dir="" conf f
+	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+		case ${COMP_WORDS[i]} in
+		--dir)
+			dir=${COMP_WORDS[i + 1]}
+			[ "$dir" = "=" ] && dir=${COMP_WORDS[i + 2]}
+			;;
+		--dir=*) dir=${COMP_WORDS[i]#--dir=} ;;
+		esac
+	done
+	if [ -z "$dir" ]; then
+		conf=$(_opsctl_config_file)
+		[ -r "$conf" ] && dir=$(awk '
+			/^[ \t]*\[/ { s = tolower($0); gsub(/[ \t]/, "", s); on = (s ~ /^\[backup\]/); next }
+			on && /^[ \t]*[Dd][Ii][Rr][ \t]*=/ {
+				v = $0; sub(/^[^=]*=[ \t]*/, "", v); sub(/[ \t]+[;#].*$/, "", v); sub(/[ \t]+$/, "", v); d = v
+			}
+			END { if (d != "") print d }' "$conf" 2>/dev/null)
+		if [ -n "$dir" ] && [ "${dir#/}" = "$dir" ] && [[ $conf == */* ]]; then
+			dir=${conf%/*}/$dir
+		fi
+		[ -n "$dir" ] || dir=backups
+	fi
+	dir=${dir/#\~/$HOME}
+	for f in "$dir"/*/manifest.json; do
+		[ -e "$f" ] || continue
+		f=${f%/manifest.json}
+		printf '%s\n' "${f##*/}"
 	done
 }
 
@@ -209,6 +246,79 @@ _opsctl() {
 			;;
 		esac
 		[[ $cur == -* || -z $cur ]] && COMPREPLY=($(compgen -W "$_opsctl_rollback_opts" -- "$cur"))
+		;;
+	backup)
+		local sub=""
+		for ((i = i + 1; i < COMP_CWORD; i++)); do
+			w=${COMP_WORDS[i]}
+			case $w in
+			--dir | --format | --compression) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+			-*) ;;
+			*)
+				sub=$w
+				break
+				;;
+			esac
+		done
+		case $prev in
+		--dir)
+			_opsctl_dirs "$cur"
+			return
+			;;
+		--format)
+			COMPREPLY=($(compgen -W 'custom plain' -- "$cur"))
+			return
+			;;
+		--compression)
+			COMPREPLY=($(compgen -W 'zstd gzip none' -- "$cur"))
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			case $sub in
+			"" | create) COMPREPLY=($(compgen -W '--no-prune --dir --format --compression -h --help' -- "$cur")) ;;
+			verify) COMPREPLY=($(compgen -W '--restore-test --dir -h --help' -- "$cur")) ;;
+			*) COMPREPLY=($(compgen -W '--dir -h --help' -- "$cur")) ;;
+			esac
+			return
+		fi
+		case $sub in
+		"") COMPREPLY=($(compgen -W "$_opsctl_backup_subcommands" -- "$cur")) ;;
+		verify)
+			# one ID, after the subcommand's options
+			local n=0
+			for ((i = i + 1; i < COMP_CWORD; i++)); do
+				case ${COMP_WORDS[i]} in
+				--dir) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+				-*) ;;
+				*) n=$((n + 1)) ;;
+				esac
+			done
+			[ "$n" = 0 ] && COMPREPLY=($(compgen -W "latest $(_opsctl_backup_ids)" -- "$cur"))
+			;;
+		esac
+		;;
+	restore)
+		case $prev in
+		--dir)
+			_opsctl_dirs "$cur"
+			return
+			;;
+		-j | --jobs)
+			COMPREPLY=($(compgen -W '1 2 4 8' -- "$cur"))
+			return
+			;;
+		--target-db)
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_restore_opts" -- "$cur"))
+		elif [[ $cur == */* || $cur == .* ]]; then
+			_opsctl_dirs "$cur"    # PATH: a set's directory
+		else
+			COMPREPLY=($(compgen -W "latest $(_opsctl_backup_ids)" -- "$cur"))
+		fi
 		;;
 	health)
 		case $prev in

@@ -108,7 +108,7 @@ function __opsctl_args
             continue
         end
         switch $w
-            case --to --dir --schema
+            case --to --dir --schema --format --compression --target-db -j --jobs
                 set skip 1
             case '-*'
             case '*'
@@ -156,6 +156,72 @@ function __opsctl_migration_versions
     end
 end
 
+# The ids of the backup sets in --dir DIR (on the line), else the config's
+# [backup] dir (relative to the config file), else ./backups.
+function __opsctl_backup_ids
+    set -l words (commandline -opc)
+    set -l n (count $words)
+    set -l dir
+    for i in (seq 1 $n)
+        switch $words[$i]
+            case --dir
+                test $i -lt $n; and set dir $words[(math $i + 1)]
+            case '--dir=*'
+                set dir (string replace -- '--dir=' '' $words[$i])
+        end
+    end
+    if test -z "$dir"
+        set -l conf (__opsctl_config_file)
+        if test -r "$conf"
+            set dir (awk '
+                /^[ \t]*\[/ { s = tolower($0); gsub(/[ \t]/, "", s); on = (s ~ /^\[backup\]/); next }
+                on && /^[ \t]*[Dd][Ii][Rr][ \t]*=/ {
+                    v = $0; sub(/^[^=]*=[ \t]*/, "", v); sub(/[ \t]+[;#].*$/, "", v); sub(/[ \t]+$/, "", v); d = v
+                }
+                END { if (d != "") print d }' $conf 2>/dev/null)
+            if test -n "$dir"; and not string match -q -- '/*' $dir; and string match -q -- '*/*' $conf
+                set dir (string replace -r -- '/[^/]*$' '' $conf)/$dir
+            end
+        end
+        test -n "$dir"; or set dir backups
+    end
+    printf '%s\t%s\n' latest 'the newest set'
+    for f in $dir/*/manifest.json
+        basename (dirname $f)
+    end
+end
+
+# backup's subcommand, or nothing yet.
+function __opsctl_backup_sub
+    set -l args (__opsctl_args)
+    test (count $args) -gt 0; and echo $args[1]
+end
+
+function __opsctl_backup_needs_sub
+    __opsctl_using backup; or return 1
+    set -l sub (__opsctl_backup_sub)
+    test -z "$sub"
+end
+
+function __opsctl_backup_sub_is
+    __opsctl_using backup; or return 1
+    set -l sub (__opsctl_backup_sub)
+    contains -- "$sub" $argv
+end
+
+# verify's ID: only one, after the subcommand.
+function __opsctl_backup_verify_needs_id
+    __opsctl_backup_sub_is verify; or return 1
+    set -l args (__opsctl_args)
+    test (count $args) -lt 2
+end
+
+function __opsctl_restore_needs_set
+    __opsctl_using restore; or return 1
+    set -l args (__opsctl_args)
+    test (count $args) -lt 1
+end
+
 complete -c opsctl -f
 
 # global options (before the command)
@@ -177,10 +243,12 @@ complete -c opsctl -n __opsctl_no_command -s h -l help -d 'show the global optio
 complete -c opsctl -n __opsctl_no_command -a health -d 'probe HTTP endpoints, PostgreSQL, TCP, disk, memory'
 complete -c opsctl -n __opsctl_no_command -a migrate -d 'apply, undo, check and create versioned SQL migrations'
 complete -c opsctl -n __opsctl_no_command -a rollback -d 'undo migrations down to a version (--schema)'
+complete -c opsctl -n __opsctl_no_command -a backup -d 'create, list, verify and prune verified backup sets'
+complete -c opsctl -n __opsctl_no_command -a restore -d 'restore a backup into a new database, then swap it in'
 complete -c opsctl -n __opsctl_no_command -a help -d 'show help for opsctl or a command'
 
 # help COMMAND
-complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback help'
+complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback backup restore help'
 
 # migrate
 complete -c opsctl -n __opsctl_migrate_needs_sub -a up -d 'apply the pending migrations (the default)'
@@ -201,6 +269,28 @@ complete -c opsctl -n '__opsctl_migrate_sub_is baseline' -a '(__opsctl_migration
 complete -c opsctl -n '__opsctl_using rollback' -l schema -x -a '(__opsctl_migration_versions)' -d 'undo migrations above VERSION'
 complete -c opsctl -n '__opsctl_using rollback' -l dir -x -a '(__fish_complete_directories)' -d 'migrations directory'
 complete -c opsctl -n '__opsctl_using rollback' -s h -l help -d 'show the options'
+
+# backup
+complete -c opsctl -n __opsctl_backup_needs_sub -a create -d 'back up the database and the paths (the default)'
+complete -c opsctl -n __opsctl_backup_needs_sub -a list -d 'show the backup sets'
+complete -c opsctl -n __opsctl_backup_needs_sub -a verify -d 'check a set against its manifest'
+complete -c opsctl -n __opsctl_backup_needs_sub -a prune -d 'apply the retention policy'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l no-prune -d 'create: keep every old backup this time'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l format -x -a 'custom plain' -d 'create: custom (pg_restore) or plain (psql)'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l compression -x -a 'zstd gzip none' -d 'create: zstd, gzip or none'
+complete -c opsctl -n '__opsctl_backup_sub_is verify' -l restore-test -d 'verify: also restore into a scratch database'
+complete -c opsctl -n '__opsctl_using backup' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
+complete -c opsctl -n '__opsctl_using backup' -s h -l help -d 'show the options'
+complete -c opsctl -n __opsctl_backup_verify_needs_id -a '(__opsctl_backup_ids)' -d 'backup set'
+
+# restore
+complete -c opsctl -n '__opsctl_using restore' -l target-db -x -d 'restore beside the live database under NAME (no swap)'
+complete -c opsctl -n '__opsctl_using restore' -s j -l jobs -x -a '1 2 4 8' -d 'parallel pg_restore jobs for custom-format backups'
+complete -c opsctl -n '__opsctl_using restore' -l files -d 'also put the paths archive back'
+complete -c opsctl -n '__opsctl_using restore' -l no-files -d 'do not put the paths archive back'
+complete -c opsctl -n '__opsctl_using restore' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
+complete -c opsctl -n '__opsctl_using restore' -s h -l help -d 'show the options'
+complete -c opsctl -n __opsctl_restore_needs_set -a '(__opsctl_backup_ids)' -d 'backup set'
 
 # health
 complete -c opsctl -n '__opsctl_using health' -l db -d 'also check the database'

@@ -58,10 +58,11 @@ squeeze() {
 	tr '\n' ' ' | tr -s ' \t' '  ' | sed 's/^ //; s/ $//'
 }
 
-# The option words of a -h text: -x and --name, one a line.
+# The option words of a -h text: -x and --name, one a line; --[no-]name is
+# both --name and --no-name.
 help_options() {
-	grep -E '^    -' "$1" | sed -E 's/^ +//; s/  .*//' | grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z]*' |
-		sed 's/^[ ,]//' | sort -u
+	grep -E '^    -' "$1" | sed -E 's/^ +//; s/  .*//; s/--\[no-\]([a-zA-Z][-a-zA-Z]*)/--\1, --no-\1/g' |
+		grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z]*' | sed 's/^[ ,]//' | sort -u
 }
 
 # word_in WORD FILE: WORD appears as a whole word (dashes count as word).
@@ -236,6 +237,36 @@ bash_complete opsctl rollback - >offered
 expect_offered "bash: opsctl rollback -<TAB>" $(help_options ../help-rollback)
 bash_complete opsctl rollback --dir db/migrations --schema "" >offered
 expect_offered "bash: opsctl rollback --schema <TAB>" 007
+# backup sets: directories with a manifest.json, in ./backups, --dir or [backup] dir
+mkdir -p backups/app-20261121T021500Z backups/.tmp-app-20261122T021500Z backups/not-a-set \
+	sets/app-20261120T021500Z db/sets/app-20261119T021500Z
+: >backups/app-20261121T021500Z/manifest.json
+: >backups/.tmp-app-20261122T021500Z/manifest.json
+: >sets/app-20261120T021500Z/manifest.json
+: >db/sets/app-20261119T021500Z/manifest.json
+printf '[backup]\ndir = sets   ; relative to this file\n' >db/backup.conf
+backup_subs="create list verify prune"
+bash_complete opsctl backup "" >offered
+expect_offered "bash: opsctl backup <TAB>" $backup_subs
+bash_complete opsctl backup - >offered
+expect_offered "bash: opsctl backup -<TAB>" --no-prune --dir --format --compression
+bash_complete opsctl backup verify - >offered
+expect_offered "bash: opsctl backup verify -<TAB>" --restore-test --dir
+bash_complete opsctl backup --format "" >offered
+expect_offered "bash: opsctl backup --format <TAB>" custom plain
+bash_complete opsctl backup --compression "" >offered
+expect_offered "bash: opsctl backup --compression <TAB>" zstd gzip none
+bash_complete opsctl backup verify "" >offered
+expect_offered "bash: opsctl backup verify <TAB>" latest app-20261121T021500Z
+grep -qE '^(\.tmp-|not-a-set)' offered && fail "bash: backup verify offers a directory that is not a set"
+bash_complete opsctl restore - >offered
+expect_offered "bash: opsctl restore -<TAB>" $(help_options ../help-restore)
+bash_complete opsctl restore "" >offered
+expect_offered "bash: opsctl restore <TAB>" latest app-20261121T021500Z
+bash_complete opsctl restore --dir sets "" >offered
+expect_offered "bash: opsctl restore --dir sets <TAB>" app-20261120T021500Z
+bash_complete opsctl -c db/backup.conf restore "" >offered
+expect_offered "bash: opsctl -c db/backup.conf restore <TAB>" app-20261119T021500Z
 
 if command -v fish >/dev/null 2>&1; then
 	fish_complete() {
@@ -257,6 +288,18 @@ if command -v fish >/dev/null 2>&1; then
 	expect_offered "fish: opsctl migrate --dir <TAB>" db/
 	fish_complete 'opsctl rollback --dir db/migrations --schema ' >offered
 	expect_offered "fish: opsctl rollback --schema <TAB>" 007
+	fish_complete 'opsctl backup ' >offered
+	expect_offered "fish: opsctl backup <TAB>" $backup_subs
+	fish_complete 'opsctl backup --format ' >offered
+	expect_offered "fish: opsctl backup --format <TAB>" custom plain
+	fish_complete 'opsctl backup --compression ' >offered
+	expect_offered "fish: opsctl backup --compression <TAB>" zstd gzip none
+	fish_complete 'opsctl backup verify ' >offered
+	expect_offered "fish: opsctl backup verify <TAB>" latest app-20261121T021500Z
+	fish_complete 'opsctl restore --' >offered
+	expect_offered "fish: opsctl restore --<TAB>" $(help_options ../help-restore | grep -- '^--')
+	fish_complete 'opsctl -c db/backup.conf restore ' >offered
+	expect_offered "fish: opsctl -c db/backup.conf restore <TAB>" latest app-20261119T021500Z
 else
 	say "fish not installed: fish completion behaviour not tried"
 fi
