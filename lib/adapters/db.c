@@ -310,6 +310,32 @@ void db_env_free(char **env)
 	free(env);
 }
 
+void db_target_with_dbname(struct db_target *out, const struct db_target *t, const char *dbname)
+{
+	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
+	struct strbuf ci = STRBUF_INIT;
+
+	for (o = defs; o && o->keyword; o++) {
+		const char *v = !strcmp(o->keyword, "dbname") ? dbname : target_value(t, parsed, o);
+		if (!v || !*v)
+			continue;
+		strbuf_addf(&ci, "%s='", o->keyword);
+		for (const char *c = v; *c; c++) {
+			if (*c == '\'' || *c == '\\')
+				strbuf_addch(&ci, '\\');
+			strbuf_addch(&ci, *c);
+		}
+		strbuf_addstr(&ci, "' ");
+	}
+	memset(out, 0, sizeof(*out));
+	target_add(out, "dbname", ci.buf);
+	out->source = t->source;
+	set_display(out);
+	strbuf_release_secret(&ci);
+	PQconninfoFree(defs);
+	PQconninfoFree(parsed);
+}
+
 char *db_target_dbname(const struct db_target *t)
 {
 	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;

@@ -66,6 +66,10 @@ int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *
  * dbname (may be NULL) replaces the database. Free with db_env_free. */
 char **db_target_env(const struct db_target *t, const char *dbname);
 void db_env_free(char **env);
+/* The same server, user and settings as t, another database (restores,
+ * maintenance connections). out is filled; release it. */
+void db_target_with_dbname(struct db_target *out, const struct db_target *t, const char *dbname);
+
 /* The database name libpq would use for t (malloc'd; "postgres" style
  * defaults applied: the user name when none is given). */
 char *db_target_dbname(const struct db_target *t);

@@ -970,39 +970,9 @@ static int compare_rows(const struct bk_entry *e, const struct db_target *db, co
 	struct db_target t;
 	PGconn *conn = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	char **env = NULL;
 	int ret;
 
-	/* a target for the restored database: the live one's with another dbname */
-	memset(&t, 0, sizeof(t));
-	env = db_target_env(db, dbname);
-	t.keywords = xcalloc(2, sizeof(char *));
-	t.values = xcalloc(2, sizeof(char *));
-	t.nr = 1;
-	t.keywords[0] = xstrdup("dbname");
-	{
-		/* libpq keywords from the environment form: PGHOST=... -> host='...' */
-		struct strbuf ci = STRBUF_INIT;
-		PQconninfoOption *defs = PQconndefaults();
-		for (size_t i = 0; env[i]; i++) {
-			const char *eq = strchr(env[i], '=');
-			for (PQconninfoOption *o = defs; o && o->keyword; o++)
-				if (o->envvar && strlen(o->envvar) == (size_t)(eq - env[i]) &&
-				    !strncmp(o->envvar, env[i], (size_t)(eq - env[i]))) {
-					strbuf_addf(&ci, "%s='", o->keyword);
-					for (const char *c = eq + 1; *c; c++) {
-						if (*c == '\'' || *c == '\\')
-							strbuf_addch(&ci, '\\');
-						strbuf_addch(&ci, *c);
-					}
-					strbuf_addstr(&ci, "' ");
-				}
-		}
-		PQconninfoFree(defs);
-		t.values[0] = strbuf_detach(&ci, NULL);
-	}
-	t.display = xstrdup(dbname);
-	t.source = "restore";
+	db_target_with_dbname(&t, db, dbname);
 	ret = db_connect(&conn, &t, "opsctl restore", 10000, err);
 	*checked = 0;
 	for (size_t i = 0; ret == 0 && i < e->m.ntables; i++) {
@@ -1028,7 +998,6 @@ static int compare_rows(const struct bk_entry *e, const struct db_target *db, co
 	if (conn)
 		PQfinish(conn);
 	db_target_release(&t);
-	db_env_free(env);
 	strbuf_release(&sql);
 	return ret;
 }
@@ -1108,36 +1077,10 @@ static int connect_admin(const struct db_target *db, const char *live, PGconn **
 {
 	/* the maintenance database of the same server, as the same user; never
 	 * the live one, which is renamed while we are connected */
-	char **env = db_target_env(db, strcmp(live, "postgres") ? "postgres" : "template1");
 	struct db_target t;
-	struct strbuf ci = STRBUF_INIT;
-	PQconninfoOption *defs = PQconndefaults();
 	int ret;
 
-	for (size_t i = 0; env[i]; i++) {
-		const char *eq = strchr(env[i], '=');
-		for (PQconninfoOption *o = defs; o && o->keyword; o++)
-			if (o->envvar && strlen(o->envvar) == (size_t)(eq - env[i]) &&
-			    !strncmp(o->envvar, env[i], (size_t)(eq - env[i]))) {
-				strbuf_addf(&ci, "%s='", o->keyword);
-				for (const char *c = eq + 1; *c; c++) {
-					if (*c == '\'' || *c == '\\')
-						strbuf_addch(&ci, '\\');
-					strbuf_addch(&ci, *c);
-				}
-				strbuf_addstr(&ci, "' ");
-			}
-	}
-	PQconninfoFree(defs);
-	db_env_free(env);
-	memset(&t, 0, sizeof(t));
-	t.nr = 1;
-	t.keywords = xcalloc(2, sizeof(char *));
-	t.values = xcalloc(2, sizeof(char *));
-	t.keywords[0] = xstrdup("dbname");
-	t.values[0] = strbuf_detach(&ci, NULL);
-	t.display = xstrdup(db->display ? db->display : "postgres");
-	t.source = db->source;
+	db_target_with_dbname(&t, db, strcmp(live, "postgres") ? "postgres" : "template1");
 	ret = db_connect(admin, &t, "opsctl restore", 10000, err);
 	db_target_release(&t);
 	return ret;
