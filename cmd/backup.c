@@ -571,19 +571,8 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_OK;
 	if (n < 0)
 		return OPS_EXIT_USAGE;
-	if (n > 0) {
-		size_t i;
-		for (i = 0; subs[i] && strcmp(subs[i], argv[0]); i++)
-			;
-		if (!subs[i]) {
-			term_error(&ctx->term, "unknown subcommand 'backup %s'", argv[0]);
-			term_hint(&ctx->term, "one of: create list verify prune");
-			return OPS_EXIT_USAGE;
-		}
-		sub = argv[0];
-		argv++;
-		n--;
-	}
+	if (cmd_subcommand(ctx, "backup", subs, &argv, &n, &sub) < 0)
+		return OPS_EXIT_USAGE;
 	if (n > (strcmp(sub, "verify") ? 0 : 1)) {
 		term_error(&ctx->term, "unexpected argument '%s'", argv[n - 1]);
 		return OPS_EXIT_USAGE;

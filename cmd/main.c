@@ -138,6 +138,27 @@ int cmd_parse_options(struct opsctl_ctx *ctx, const struct opt *opts, const char
 	return n;
 }
 
+int cmd_subcommand(struct opsctl_ctx *ctx, const char *command, const char *const *subs,
+		   const char ***argv, int *n, const char **sub)
+{
+	struct strbuf all = STRBUF_INIT;
+	if (*n == 0)
+		return 0;
+	for (size_t i = 0; subs[i]; i++)
+		if (!strcmp(subs[i], (*argv)[0])) {
+			*sub = subs[i];
+			(*argv)++;
+			(*n)--;
+			return 0;
+		}
+	for (size_t i = 0; subs[i]; i++)
+		strbuf_addf(&all, "%s%s", i ? " " : "", subs[i]);
+	term_error(&ctx->term, "unknown subcommand '%s %s'", command, (*argv)[0]);
+	term_hint(&ctx->term, "one of: %s", all.buf);
+	strbuf_release(&all);
+	return -1;
+}
+
 int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e)
 {
 	if (!e)

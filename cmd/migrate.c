@@ -542,19 +542,8 @@ int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_OK;
 	if (n < 0)
 		return OPS_EXIT_USAGE;
-	if (n > 0) {
-		size_t i;
-		for (i = 0; subs[i] && strcmp(subs[i], argv[0]); i++)
-			;
-		if (!subs[i]) {
-			term_error(&ctx->term, "unknown subcommand 'migrate %s'", argv[0]);
-			term_hint(&ctx->term, "one of: up down status validate repair new baseline");
-			return OPS_EXIT_USAGE;
-		}
-		sub = argv[0];
-		argv++;
-		n--;
-	}
+	if (cmd_subcommand(ctx, "migrate", subs, &argv, &n, &sub) < 0)
+		return OPS_EXIT_USAGE;
 	if (only_for(ctx, "--to", o.to != NULL, sub, !strcmp(sub, "up") || !strcmp(sub, "down")) < 0 ||
 	    only_for(ctx, "--exit-code", o.exit_code, sub, !strcmp(sub, "status")) < 0 ||
 	    only_for(ctx, "--allow-out-of-order", o.allow_out_of_order, sub, !strcmp(sub, "up")) < 0)

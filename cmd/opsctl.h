@@ -54,6 +54,11 @@ int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx);
  * OPTS_HELP; on error reports it (exit 2) and returns < 0 other than OPTS_HELP. */
 int cmd_parse_options(struct opsctl_ctx *ctx, const struct opt *opts, const char *const *usage,
 		      int argc, const char **argv);
+/* Takes the subcommand from operands (argv[0..*n)) when there is one:
+ * *sub is set (left as the default otherwise) and the operands shifted.
+ * An unknown one is reported (exit 2) and returns -1. */
+int cmd_subcommand(struct opsctl_ctx *ctx, const char *command, const char *const *subs,
+		   const char ***argv, int *n, const char **sub);
 /* Reports ctx->err (or e) and returns its exit code. */
 int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e);
 /* Writes a cJSON document to stdout (takes ownership and frees it). */
