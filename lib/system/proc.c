@@ -210,6 +210,24 @@ static int open_devnull(void)
 	return fd_above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
 }
 
+/* What the child's error pipe says: EOF means exec succeeded (the write
+ * end was close-on-exec); a report names the stage that failed. */
+static int exec_outcome(int report_fd, const char *name, const char *cwd, struct ops_error *err)
+{
+	struct child_report rep;
+	ssize_t n;
+
+	do {
+		n = read(report_fd, &rep, sizeof(rep));
+	} while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(rep))
+		return 0;
+	if (rep.stage == STAGE_CHDIR)
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s", name, cwd,
+				     ops_strerror(rep.err));
+	return ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name, ops_strerror(rep.err));
+}
+
 static int run(const char *const *argv, const char *name, const struct proc_opts *opts,
 	       struct proc_result *res, struct strbuf *stderr_tail, struct ops_error *err)
 {
@@ -224,7 +242,6 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 	size_t in_left, cap_max;
 	int64_t start, deadline = 0, kill_at = 0;
 	sigset_t pipe_set, old_mask, pending;
-	struct child_report rep;
 	pid_t pid = -1;
 	ssize_t n;
 	int i;
@@ -280,19 +297,9 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 	close_fd(&report[1]);
 	close_fd(&devnull);
 
-	/* EOF means exec succeeded (the write end was close-on-exec). */
-	do {
-		n = read(report[0], &rep, sizeof(rep));
-	} while (n < 0 && errno == EINTR);
-	if (n == (ssize_t)sizeof(rep)) {
-		if (rep.stage == STAGE_CHDIR)
-			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s",
-					    name, opts->cwd, ops_strerror(rep.err));
-		else
-			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", name,
-					    ops_strerror(rep.err));
+	ret = exec_outcome(report[0], name, opts->cwd, err);
+	if (ret < 0)
 		goto out;
-	}
 
 #ifdef SYS_pidfd_open
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -738,9 +745,7 @@ int proc_start(const char *const *argv, const struct proc_stream_opts *opts,
 	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	int report[2] = { -1, -1 };
 	int devnull = -1, ret = 0, rc;
-	struct child_report rep;
 	sigset_t all, old_mask;
-	ssize_t n;
 
 	c->in_fd = c->out_fd = -1;
 	c->pid = -1;
@@ -791,19 +796,9 @@ int proc_start(const char *const *argv, const struct proc_stream_opts *opts,
 	close_fd(&report[1]);
 	close_fd(&devnull);
 
-	/* EOF means exec succeeded (the write end was close-on-exec). */
-	do {
-		n = read(report[0], &rep, sizeof(rep));
-	} while (n < 0 && errno == EINTR);
-	if (n == (ssize_t)sizeof(rep)) {
-		if (rep.stage == STAGE_CHDIR)
-			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s' in '%s': %s",
-					    s->name, opts->cwd, ops_strerror(rep.err));
-		else
-			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot run '%s': %s", s->name,
-					    ops_strerror(rep.err));
+	ret = exec_outcome(report[0], s->name, opts->cwd, err);
+	if (ret < 0)
 		goto out;
-	}
 
 #ifdef SYS_pidfd_open
 	s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
