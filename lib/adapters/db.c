@@ -107,64 +107,66 @@ char *db_redact(const char *url)
 	return strbuf_detach(&sb, NULL);
 }
 
+/* The value libpq would use for keyword: what t says (a URL or conninfo
+ * given as dbname expanded), else libpq's default (environment, service
+ * file, compiled-in), as PQconndefaults reports it. Writes into *out a
+ * pointer into parsed or defaults (valid while they live). */
+static const char *target_value(const struct db_target *t, PQconninfoOption *parsed,
+				const PQconninfoOption *def)
+{
+	const char *v = NULL;
+	for (size_t i = 0; i < t->nr; i++)
+		if (!strcmp(t->keywords[i], def->keyword) &&
+		    !(parsed && !strcmp(def->keyword, "dbname")))
+			v = t->values[i];
+	for (PQconninfoOption *o = parsed; o && o->keyword; o++)
+		if (!strcmp(o->keyword, def->keyword) && o->val && *o->val)
+			v = o->val;
+	return v && *v ? v : def->val;
+}
+
+/* A dbname that is itself a URL or a conninfo string, parsed; else NULL. */
+static PQconninfoOption *parse_expanded(const struct db_target *t)
+{
+	for (size_t i = 0; i < t->nr; i++)
+		if (!strcmp(t->keywords[i], "dbname") &&
+		    (strstr(t->values[i], "://") || strchr(t->values[i], '=')))
+			return PQconninfoParse(t->values[i], NULL);
+	return NULL;
+}
+
 /* "user@host:port/dbname" from whatever libpq would use, password left out. */
 static void set_display(struct db_target *t)
 {
-	PQconninfoOption *opts = NULL, *o;
-	char *errmsg = NULL;
-	const char *host = NULL, *port = NULL, *dbname = NULL, *user = NULL;
+	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
+	const char *host = NULL, *hostaddr = NULL, *port = NULL, *dbname = NULL, *user = NULL;
 	struct strbuf sb = STRBUF_INIT;
-	/* Build a conninfo from our pairs so libpq fills in env defaults. */
-	struct strbuf ci = STRBUF_INIT;
 
-	for (size_t i = 0; i < t->nr; i++) {
-		if (!strcmp(t->keywords[i], "password"))
+	for (o = defs; o && o->keyword; o++) {
+		const char *v = target_value(t, parsed, o);
+		if (!v || !*v)
 			continue;
-		if (!strcmp(t->keywords[i], "dbname") &&
-		    (strstr(t->values[i], "://") || strchr(t->values[i], '='))) {
-			opts = PQconninfoParse(t->values[i], &errmsg);
-			if (opts)
-				break;
-			continue;
-		}
-		strbuf_addf(&ci, "%s='", t->keywords[i]);
-		for (const char *v = t->values[i]; *v; v++) {
-			if (*v == '\'' || *v == '\\')
-				strbuf_addch(&ci, '\\');
-			strbuf_addch(&ci, *v);
-		}
-		strbuf_addstr(&ci, "' ");
-	}
-	if (!opts)
-		opts = PQconninfoParse(ci.buf, &errmsg);
-	for (o = opts; o && o->keyword; o++) {
-		const char *v = o->val;
-		if (!v || !*v) {
-			const char *env = o->envvar ? getenv(o->envvar) : NULL;
-			v = env && *env ? env : NULL;
-		}
-		if (!strcmp(o->keyword, "host") && v)
+		if (!strcmp(o->keyword, "host"))
 			host = v;
-		else if (!strcmp(o->keyword, "hostaddr") && v && !host)
-			host = v;
-		else if (!strcmp(o->keyword, "port") && v)
+		else if (!strcmp(o->keyword, "hostaddr"))
+			hostaddr = v;
+		else if (!strcmp(o->keyword, "port"))
 			port = v;
-		else if (!strcmp(o->keyword, "dbname") && v)
+		else if (!strcmp(o->keyword, "dbname"))
 			dbname = v;
-		else if (!strcmp(o->keyword, "user") && v)
+		else if (!strcmp(o->keyword, "user"))
 			user = v;
 	}
 	if (user)
 		strbuf_addf(&sb, "%s@", user);
-	strbuf_addstr(&sb, host ? host : "localhost");
+	strbuf_addstr(&sb, host ? host : hostaddr ? hostaddr : "localhost");
 	strbuf_addf(&sb, ":%s", port ? port : "5432");
 	if (dbname)
 		strbuf_addf(&sb, "/%s", dbname);
 	free(t->display);
 	t->display = strbuf_detach(&sb, NULL);
-	PQconninfoFree(opts);
-	PQfreemem(errmsg);
-	strbuf_release(&ci);
+	PQconninfoFree(defs);
+	PQconninfoFree(parsed);
 }
 
 int db_target_from_url(struct db_target *t, const char *url, const char *source,
@@ -249,34 +251,6 @@ int db_resolve(struct db_target *t, const char *flag_url, const struct config *c
 	t->source = "libpq defaults";
 	set_display(t);
 	return 0;
-}
-
-/* The value libpq would use for keyword: what t says (a URL or conninfo
- * given as dbname expanded), else libpq's default (environment, service
- * file, compiled-in), as PQconndefaults reports it. Writes into *out a
- * pointer into parsed or defaults (valid while they live). */
-static const char *target_value(const struct db_target *t, PQconninfoOption *parsed,
-				const PQconninfoOption *def)
-{
-	const char *v = NULL;
-	for (size_t i = 0; i < t->nr; i++)
-		if (!strcmp(t->keywords[i], def->keyword) &&
-		    !(parsed && !strcmp(def->keyword, "dbname")))
-			v = t->values[i];
-	for (PQconninfoOption *o = parsed; o && o->keyword; o++)
-		if (!strcmp(o->keyword, def->keyword) && o->val && *o->val)
-			v = o->val;
-	return v && *v ? v : def->val;
-}
-
-/* A dbname that is itself a URL or a conninfo string, parsed; else NULL. */
-static PQconninfoOption *parse_expanded(const struct db_target *t)
-{
-	for (size_t i = 0; i < t->nr; i++)
-		if (!strcmp(t->keywords[i], "dbname") &&
-		    (strstr(t->values[i], "://") || strchr(t->values[i], '=')))
-			return PQconninfoParse(t->values[i], NULL);
-	return NULL;
 }
 
 char **db_target_env(const struct db_target *t, const char *dbname)
