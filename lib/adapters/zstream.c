@@ -741,7 +741,7 @@ static int zstd_corrupt(struct zs_reader *r, size_t code, struct ops_error *err)
 static int decompress_zstd(struct zs_reader *r, struct ops_error *err)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
-	size_t hint = 1; /* nonzero: inside a frame */
+	size_t hint = 1, h; /* hint nonzero: inside a frame */
 	int frames = 0, more, ret = 0, out_full = 0;
 
 	if (!d) {
@@ -763,16 +763,20 @@ static int decompress_zstd(struct zs_reader *r, struct ops_error *err)
 				break;
 		}
 		in = (ZSTD_inBuffer){ r->in + r->in_pos, r->in_len - r->in_pos, 0 };
-		hint = ZSTD_decompressStream(d, &out, &in);
+		h = ZSTD_decompressStream(d, &out, &in);
 		r->in_pos += in.pos;
-		if (ZSTD_isError(hint)) {
-			if (frames && ZSTD_getErrorCode(hint) == ZSTD_error_prefix_unknown)
+		if (ZSTD_isError(h)) {
+			if (frames && ZSTD_getErrorCode(h) == ZSTD_error_prefix_unknown)
 				ret = corrupt(r, "trailing data after the end of the zstd stream", err);
 			else
-				ret = zstd_corrupt(r, hint, err);
+				ret = zstd_corrupt(r, h, err);
 			goto out;
 		}
-		if (hint == 0)
+		/* a call that read and wrote nothing (the one after a frame that
+		 * ended exactly as the output buffer filled) opens no new frame */
+		if (in.pos || out.pos || h == 0)
+			hint = h;
+		if (h == 0)
 			frames++;
 		out_full = out.pos == out.size;
 		if ((ret = reader_emit(r, r->out, out.pos, err)))

@@ -279,6 +279,35 @@ static void test_concatenated_members_and_frames(void **state)
 	ops_error_release(&err);
 }
 
+/* A frame whose plain size is an exact multiple of the output buffer
+ * (256 KiB) ends just as the buffer fills: that is the end of the stream,
+ * not "unexpected end of file" (once seen on a 2.5 MiB table). */
+static void test_frame_ending_with_a_full_buffer(void **state)
+{
+	struct fixture *f = *state;
+	char *z = xstrfmt("%s/exact.zst", f->dir), *back = xstrfmt("%s/exact", f->dir), hex[65];
+	size_t len = (size_t)10 * 256 * 1024;
+	unsigned char *data = xmalloc(len);
+	struct zs_decompress_stats st;
+	struct ops_error err = OPS_ERROR_INIT;
+	struct strbuf sb = STRBUF_INIT;
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = (unsigned char)('a' + (i / 64) % 26); /* compresses ~3000:1 */
+	for (int threads = 1; threads <= 2; threads++) {
+		compress_to(z, ZS_ZSTD, 0, threads, data, len, hex);
+		decompress_file(z, back, &st, 0, &err);
+		assert_int_equal(slurp(back, &sb), 0);
+		assert_int_equal(sb.len, len);
+		assert_memory_equal(sb.buf, data, len);
+	}
+	strbuf_release(&sb);
+	ops_error_release(&err);
+	free(data);
+	free(z);
+	free(back);
+}
+
 /* Files made by the CLIs, detected by magic, whatever their name. */
 static void test_detects_codec_by_magic(void **state)
 {
@@ -643,6 +672,7 @@ int main(void)
 		cmocka_unit_test(test_concatenated_members_and_frames),
 		cmocka_unit_test(test_detects_codec_by_magic),
 		cmocka_unit_test(test_truncated_and_corrupted),
+		cmocka_unit_test(test_frame_ending_with_a_full_buffer),
 		cmocka_unit_test(test_write_error_is_reported),
 		cmocka_unit_test(test_names_levels_and_misuse),
 		cmocka_unit_test(test_pump_from_child_and_restore_into_child),
