@@ -459,7 +459,9 @@ static char *shell_name(const char *cmdline)
 
 /* The line of stderr that says what went wrong: the last one with "error:"
  * (any case) or "FATAL:" (pg_dump and psql follow it with "detail:",
- * "LINE"/"HINT:" lines that make no sense alone), else the last line. Points into tail (NUL-terminates that line). */
+ * "LINE"/"HINT:" lines that make no sense alone), else the last line. The
+ * parallel pg_dump/pg_restore leader's "a worker process died unexpectedly"
+ * only when no worker said why. Points into tail (NUL-terminates that line). */
 static const char *last_error_line(struct strbuf *tail)
 {
 	char *line = NULL, *p = tail->buf;
@@ -468,8 +470,12 @@ static const char *last_error_line(struct strbuf *tail)
 		const char *hit = strcasestr(p, "error:");
 		if (!hit)
 			hit = strstr(p, "FATAL:");
-		if (hit && (!nl || hit < nl))
-			line = p;
+		if (hit && (!nl || hit < nl)) {
+			size_t len = nl ? (size_t)(nl - p) : strlen(p);
+			static const char consequence[] = "a worker process died unexpectedly";
+			if (!line || !memmem(p, len, consequence, sizeof(consequence) - 1))
+				line = p;
+		}
 		p = nl ? nl + 1 : NULL;
 	}
 	if (!line) {
@@ -846,6 +852,21 @@ out:
 	close_fd(&devnull);
 	free(env);
 	return ret;
+}
+
+int proc_exited(const struct proc_child *c)
+{
+	siginfo_t si;
+
+	if (!c->priv)
+		return 1;
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)c->priv->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+			return si.si_pid == c->priv->pid;
+		if (errno != EINTR)
+			return 1; /* cannot be waited for: proc_finish will say why */
+	}
 }
 
 int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *res,

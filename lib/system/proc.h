@@ -124,6 +124,11 @@ int proc_start(const char *const *argv, const struct proc_stream_opts *opts,
 int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *res,
 		struct ops_error *err);
 
+/* 1 once the child has exited (it stays a zombie until proc_finish reaps
+ * it), 0 while it runs: for a caller that waits on something else (files the
+ * child writes) and must notice the exit. 1 also for a zeroed struct. */
+int proc_exited(const struct proc_child *c);
+
 /* Aborts: closes our ends, SIGTERM at once, SIGKILL 2 s later if still there,
  * reaps it and releases c. Not async-signal-safe: a signal handler sets a
  * flag, the loop that sees it calls this. */
