@@ -15,22 +15,27 @@
 # Lines: `case opsctl_s peer_s ratio` (median wall seconds, ratio =
 # peer / opsctl), `size-* opsctl_bytes peer_bytes ratio`, and `# goal ...`.
 #
-# Backups (each round runs all six, in a rotated order):
-#   opsctl backup                     default: pg_dump -Fc -Z0 piped into
-#                                     opsctl's zstd (level 3, every core),
-#                                     row counts in the snapshot, fsync, manifest
+# Backups (each round runs all eight, in a rotated order):
+#   opsctl backup                     default: pg_dump -Fd -j2 -Z0, each table's
+#                                     file compressed by opsctl's zstd (level 3)
+#                                     while pg_dump writes it, row counts in the
+#                                     snapshot, fsync, manifest
+#   opsctl backup --format custom     pg_dump -Fc -Z0 piped into opsctl's zstd
 #   opsctl backup --format plain      pg_dump -Fp into opsctl's gzip (-6, every core)
 #   seeds    pg_dump DB | gzip > f.sql.gz
 #   Fc       pg_dump -Fc -f f.dump DB            (pg_dump's own zlib, default level 6)
+#   Fd       pg_dump -Fd -j2 -f f.dir DB         (the same, a file per table, 2 workers)
 #   zstd     pg_dump DB | zstd -T0 -3 > f.sql.zst
 #   floor    pg_dump -Fc -Z0 DB > /dev/null     (what reading the data costs; PostgreSQL
 #            15's `-f /dev/null` fails: pg_dump fsyncs its -f file, /dev/null refuses)
 # Restores (each into a new database; the peers' CREATE DATABASE is timed too):
-#   opsctl --yes restore SET          verify, create, pg_restore from the
-#                                     decompressed stream, row-count check, swap
-#   opsctl --yes restore --jobs 2 SET decompress to a file, pg_restore -j2, check, swap
+#   opsctl --yes restore SET          the default (directory) set: verify,
+#                                     create, decompress on 2 cores into a work
+#                                     directory, pg_restore -j2, row-count check, swap
+#   opsctl --yes restore CUSTOM-SET   pg_restore from the decompressed stream (one job)
 #   psql     createdb; gunzip -c f.sql.gz | psql (the seeds' restore)
 #   pgr-j2   createdb; pg_restore -j2 -d NEW f.dump
+#   pgr-Fd-j2 createdb; pg_restore -j2 -d NEW f.dir
 #
 # The database is a throwaway cluster from the test harness (tests/lib/
 # test-lib.sh pg_start: 127.0.0.1, scram-sha-256, fsync = off,
@@ -116,11 +121,13 @@ echo "# database $(awk -v b="$dbsize" 'BEGIN { printf "%.0f MB", b / 1048576 }')
 echo "# $ROUNDS alternating rounds, median wall seconds; gzip $(gzip --version | awk 'NR == 1 { print $2 }'), zstd $(zstd --version | grep -o 'v[0-9.]*' | head -n 1)"
 
 # ---- the commands ---------------------------------------------------------
-OPS_C="$W/ops-custom" OPS_P="$W/ops-plain"
-run_ops_custom() { "$OPSCTL_BIN" -q --db "$URL" backup --no-prune --dir "$OPS_C"; }
+OPS_D="$W/ops-directory" OPS_C="$W/ops-custom" OPS_P="$W/ops-plain"
+run_ops() { "$OPSCTL_BIN" -q --db "$URL" backup --no-prune --dir "$OPS_D"; }
+run_ops_custom() { "$OPSCTL_BIN" -q --db "$URL" backup --no-prune --dir "$OPS_C" --format custom; }
 run_ops_plain() { "$OPSCTL_BIN" -q --db "$URL" backup --no-prune --dir "$OPS_P" --format plain; }
 run_seeds() { pg_dump "$DB" | gzip >"$W/f.sql.gz"; }
 run_fc() { pg_dump -Fc -f "$W/f.dump" "$DB"; }
+run_fd() { rm -rf "$W/f.dir" && pg_dump -Fd -j2 -f "$W/f.dir" "$DB"; }
 run_zstd() { pg_dump "$DB" | zstd -q -T0 -3 >"$W/f.sql.zst"; }
 run_floor() { pg_dump -Fc -Z0 "$DB" >/dev/null; }
 
@@ -132,6 +139,7 @@ keep_newest() {
 }
 newest_set() { find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort | tail -n 1; }
 set_db_file() { find "$(newest_set "$1")" -maxdepth 1 -name 'db.*' | head -n 1; }
+set_db_bytes() { du -bs "$(newest_set "$1")/db" | cut -f1; }   # a directory dump's files
 
 # timed NAME CMD...: run CMD, append its wall seconds to t.NAME; a failure aborts.
 timed() {
@@ -149,19 +157,22 @@ timed() {
 med() { bench_median <"$W/t.$1"; }
 
 # ---- backups --------------------------------------------------------------
-backups=(ops_custom seeds ops_plain fc zstd floor)
+backups=(ops seeds ops_custom ops_plain fc fd zstd floor)
 for ((r = 0; r < ROUNDS; r++)); do
 	for ((i = 0; i < ${#backups[@]}; i++)); do
 		b=${backups[(i + r) % ${#backups[@]}]} # rotated each round
 		timed "$b" "run_$b"
 		case $b in
+		ops) keep_newest "$OPS_D" ;;
 		ops_custom) keep_newest "$OPS_C" ;;
 		ops_plain) keep_newest "$OPS_P" ;;
 		esac
 	done
 done
 sz() { stat -c %s "$1"; }
+s_ops=$(set_db_bytes "$OPS_D")
 s_ops_c=$(sz "$(set_db_file "$OPS_C")")
+s_fd=$(du -bs "$W/f.dir" | cut -f1)
 s_ops_p=$(sz "$(set_db_file "$OPS_P")")
 s_seeds=$(sz "$W/f.sql.gz")
 s_fc=$(sz "$W/f.dump")
@@ -170,33 +181,39 @@ s_zstd=$(sz "$W/f.sql.zst")
 gunzip -t "$(set_db_file "$OPS_P")" || bench_die "opsctl's plain backup is not a valid gzip file"
 
 tag="${MB}MB"
-bench_case "backup-$tag/seeds-gzip" "$(med ops_custom)" "$(med seeds)" 3
-bench_case "backup-$tag/pg_dump-Fc" "$(med ops_custom)" "$(med fc)" 3
-bench_case "backup-$tag/pg_dump-zstd" "$(med ops_custom)" "$(med zstd)" 3
-bench_case "backup-$tag/floor-Fc-Z0" "$(med ops_custom)" "$(med floor)" 3
+bench_case "backup-$tag/seeds-gzip" "$(med ops)" "$(med seeds)" 3
+bench_case "backup-$tag/pg_dump-Fc" "$(med ops)" "$(med fc)" 3
+bench_case "backup-$tag/pg_dump-Fd-j2" "$(med ops)" "$(med fd)" 3
+bench_case "backup-$tag/pg_dump-zstd" "$(med ops)" "$(med zstd)" 3
+bench_case "backup-$tag/floor-Fc-Z0" "$(med ops)" "$(med floor)" 3
+bench_case "backup-custom-$tag/seeds-gzip" "$(med ops_custom)" "$(med seeds)" 3
+bench_case "backup-custom-$tag/floor-Fc-Z0" "$(med ops_custom)" "$(med floor)" 3
 bench_case "backup-plain-$tag/seeds-gzip" "$(med ops_plain)" "$(med seeds)" 3
-bench_case "size-backup-$tag/seeds-gzip" "$s_ops_c" "$s_seeds" 0
-bench_case "size-backup-$tag/pg_dump-Fc" "$s_ops_c" "$s_fc" 0
-bench_case "size-backup-$tag/pg_dump-zstd" "$s_ops_c" "$s_zstd" 0
+bench_case "size-backup-$tag/seeds-gzip" "$s_ops" "$s_seeds" 0
+bench_case "size-backup-$tag/pg_dump-Fc" "$s_ops" "$s_fc" 0
+bench_case "size-backup-$tag/pg_dump-Fd" "$s_ops" "$s_fd" 0
+bench_case "size-backup-$tag/pg_dump-zstd" "$s_ops" "$s_zstd" 0
+bench_case "size-backup-custom-$tag/seeds-gzip" "$s_ops_c" "$s_seeds" 0
 bench_case "size-backup-plain-$tag/seeds-gzip" "$s_ops_p" "$s_seeds" 0
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
-bench_goal "backup ≤ 0.3× the seeds' pg_dump | gzip, opsctl/seeds" "$(ratio "$(med ops_custom)" "$(med seeds)")" "<=" 0.3
-bench_goal "backup ≤ 1.5× the floor pg_dump -Fc -Z0, opsctl/floor" "$(ratio "$(med ops_custom)" "$(med floor)")" "<=" 1.5
-awk -v a="$s_ops_c" -v b="$s_seeds" 'BEGIN { # four digits: the two are close
+bench_goal "backup ≤ 0.3× the seeds' pg_dump | gzip, opsctl/seeds" "$(ratio "$(med ops)" "$(med seeds)")" "<=" 0.3
+bench_goal "backup ≤ 1.5× the floor pg_dump -Fc -Z0, opsctl/floor" "$(ratio "$(med ops)" "$(med floor)")" "<=" 1.5
+awk -v a="$s_ops" -v b="$s_seeds" 'BEGIN { # four digits: the two are close
 	printf "# goal backup file ≤ gzip -6'"'"'s, opsctl/seeds bytes <= 1: %s (measured %.4f)\n", (a <= b ? "met" : "MISSED"), a / b }'
 echo "# backup-plain (gzip): opsctl/seeds $(ratio "$(med ops_plain)" "$(med seeds)" | xargs printf '%.3g'), file $(ratio "$s_ops_p" "$s_seeds" | xargs printf '%.4g')× the seeds'"
 
 [ -z "${BENCH_NO_RESTORE:-}" ] || exit 0
 
 # ---- restores -------------------------------------------------------------
-SET_C=$(newest_set "$OPS_C")
+SET_D=$(newest_set "$OPS_D") SET_C=$(newest_set "$OPS_C")
 FRESH=peer_restore
-run_ops_restore() { "$OPSCTL_BIN" -q --yes --db "$URL" restore "$SET_C"; }
-run_ops_restore_j2() { "$OPSCTL_BIN" -q --yes --db "$URL" restore --jobs 2 "$SET_C"; }
+run_ops_restore() { "$OPSCTL_BIN" -q --yes --db "$URL" restore "$SET_D"; }
+run_ops_restore_custom() { "$OPSCTL_BIN" -q --yes --db "$URL" restore "$SET_C"; }
 run_psql() {
 	createdb "$FRESH" && gunzip -c "$W/f.sql.gz" | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$FRESH"
 }
 run_pgr_j2() { createdb "$FRESH" && pg_restore -j2 --exit-on-error -d "$FRESH" "$W/f.dump"; }
+run_pgr_fd_j2() { createdb "$FRESH" && pg_restore -j2 --exit-on-error -d "$FRESH" "$W/f.dir"; }
 
 # after each (untimed): the restored database holds what the original did;
 # then the database set aside by opsctl's swap, or the peer's copy, is dropped
@@ -217,7 +234,7 @@ check_and_drop() {
 	[ "$got" = "$want" ] || bench_die "$1: the restored database differs: '$got', expected '$want'"
 }
 
-restores=(ops_restore psql ops_restore_j2 pgr_j2)
+restores=(ops_restore psql ops_restore_custom pgr_j2 pgr_fd_j2)
 for ((r = 0; r < ROUNDS; r++)); do
 	for ((i = 0; i < ${#restores[@]}; i++)); do
 		b=${restores[(i + r) % ${#restores[@]}]}
@@ -229,8 +246,8 @@ done
 echo "# restore: $(fingerprint "$DB" | awk '{ print $3 " messages, " $6 " indexes, " $8 " constraints" }') checked after every run, on every side"
 bench_case "restore-$tag/gunzip-psql" "$(med ops_restore)" "$(med psql)" 3
 bench_case "restore-$tag/pg_restore-j2" "$(med ops_restore)" "$(med pgr_j2)" 3
-bench_case "restore-j2-$tag/gunzip-psql" "$(med ops_restore_j2)" "$(med psql)" 3
-bench_case "restore-j2-$tag/pg_restore-j2" "$(med ops_restore_j2)" "$(med pgr_j2)" 3
-best=$(printf '%s\n%s\n' "$(med psql)" "$(med pgr_j2)" | sort -g | head -n 1)
+bench_case "restore-$tag/pg_restore-Fd-j2" "$(med ops_restore)" "$(med pgr_fd_j2)" 3
+bench_case "restore-custom-$tag/pg_restore-j2" "$(med ops_restore_custom)" "$(med pgr_j2)" 3
+best=$(printf '%s\n%s\n%s\n' "$(med psql)" "$(med pgr_j2)" "$(med pgr_fd_j2)" | sort -g | head -n 1)
 bench_goal "restore ≤ 1.05× the fastest standard restore, opsctl/fastest" "$(ratio "$(med ops_restore)" "$best")" "<=" 1.05
-bench_goal "restore --jobs 2 ≤ 1.05× the fastest standard restore, opsctl/fastest" "$(ratio "$(med ops_restore_j2)" "$best")" "<=" 1.05
+echo "# restore of a custom-format set (one job, streamed): opsctl/fastest $(ratio "$(med ops_restore_custom)" "$best" | xargs printf '%.3g')"

@@ -11,11 +11,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char *const backup_usage[] = {
-	"opsctl backup [create] [--no-prune] [--dir DIR] [--format custom|plain] [--compression zstd|gzip|none]",
+	"opsctl backup [create] [--no-prune] [--dir DIR] [--format directory|custom|plain] [--compression zstd|gzip|none] [--jobs N]",
 	"opsctl backup list [--dir DIR]",
 	"opsctl backup verify [ID|latest] [--restore-test] [--dir DIR]",
 	"opsctl backup prune [--dir DIR]",
@@ -41,6 +42,7 @@ struct bk_settings {
 	const char *format;
 	enum zs_codec codec;
 	long level;
+	long jobs;             /* pg_dump -j / pg_restore -j */
 	const char *pg_dump, *pg_restore, *psql;
 	char **paths;
 	size_t npaths;
@@ -60,6 +62,25 @@ static void settings_release(struct bk_settings *s)
 }
 
 /* [backup] and the options, checked before anything runs. */
+/* Parallel dump and restore: one job per CPU we may run on, at most 4 (each
+ * is a connection and a server process). */
+static long default_jobs(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 4 ? 4 : n;
+}
+
+#define JOBS_UNSET LONG_MIN
+
+/* A directory dump is restored in parallel by default; a custom dump only
+ * when asked, since pg_restore -j needs it decompressed to a file first. */
+static int restore_jobs(const struct bk_entry *e, long explicit_jobs, const struct bk_settings *s)
+{
+	if (explicit_jobs != JOBS_UNSET)
+		return (int)explicit_jobs;
+	return !strcmp(e->m.format, "directory") ? (int)s->jobs : 1;
+}
+
 static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char *format_opt,
 			 const char *compression_opt, struct bk_settings *s)
 {
@@ -77,13 +98,16 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 	v = cfg ? config_get(cfg, "backup", NULL, "metrics_file") : NULL;
 	s->metrics_file = v && *v ? cmd_config_path(ctx, v) : NULL;
 	s->format = format_opt ? format_opt : cfg && config_get(cfg, "backup", NULL, "format")
-						      ? config_get(cfg, "backup", NULL, "format") : "custom";
-	if (strcmp(s->format, "custom") && strcmp(s->format, "plain"))
+						      ? config_get(cfg, "backup", NULL, "format") : "directory";
+	if (strcmp(s->format, "directory") && strcmp(s->format, "custom") && strcmp(s->format, "plain"))
 		return ops_error_set(&ctx->err, format_opt ? OPS_EXIT_USAGE : OPS_EXIT_CONFIG,
-				     "unknown backup format '%s' (expected custom or plain)", s->format);
-	/* custom dumps are compressed with zstd, plain ones with gzip like the seeds' */
+				     "unknown backup format '%s' (expected directory, custom or plain)", s->format);
+	/* pg_restore's formats are compressed with zstd, plain dumps with gzip like the seeds' */
 	v = compression_opt ? compression_opt : cfg ? config_get(cfg, "backup", NULL, "compression") : NULL;
-	if (zs_codec_parse(v ? v : !strcmp(s->format, "custom") ? "zstd" : "gzip", &s->codec, &ctx->err) < 0)
+	if (zs_codec_parse(v ? v : strcmp(s->format, "plain") ? "zstd" : "gzip", &s->codec, &ctx->err) < 0)
+		return -ctx->err.code;
+	s->jobs = default_jobs();
+	if (cfg && config_get_int(cfg, "backup", NULL, "jobs", 1, 64, &s->jobs, &ctx->err) < 0)
 		return -ctx->err.code;
 	if (cfg && config_get_int(cfg, "backup", NULL, "level", -7, 19, &s->level, &ctx->err) < 0)
 		return -ctx->err.code;
@@ -314,6 +338,7 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	o.format = s->format;
 	o.codec = s->codec;
 	o.level = (int)s->level;
+	o.jobs = (int)s->jobs;
 	o.paths = (const char *const *)s->paths;
 	o.npaths = s->npaths;
 	o.pg_dump = s->pg_dump;
@@ -439,7 +464,7 @@ static int restore_test(struct opsctl_ctx *ctx, const struct bk_settings *s, con
 	memset(&ro, 0, sizeof(ro));
 	ro.db = &db;
 	ro.scratch_db = scratch;
-	ro.jobs = 1;
+	ro.jobs = restore_jobs(e, JOBS_UNSET, s);
 	ro.verified = 1;
 	ro.pg_restore = s->pg_restore;
 	ro.psql = s->psql;
@@ -555,12 +580,14 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 	static const char *const subs[] = { "create", "list", "verify", "prune", NULL };
 	const char *dir = NULL, *format = NULL, *compression = NULL, *sub = "create";
 	int no_prune = 0, restore_test_flag = 0, n, code;
+	long jobs = JOBS_UNSET;
 	struct bk_settings s;
 	struct sigaction old_int, old_term;
 	const struct opt options[] = {
 		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
-		{ OPT_CHOICE, 0, "format", &format, "FORMAT", "create: custom (pg_restore) or plain (psql)", 0, "custom|plain" },
+		{ OPT_CHOICE, 0, "format", &format, "FORMAT", "create: directory or custom (pg_restore), or plain (psql)", 0, "directory|custom|plain" },
 		{ OPT_CHOICE, 0, "compression", &compression, "CODEC", "create: zstd, gzip or none", 0, "zstd|gzip|none" },
+		{ OPT_INT, 'j', "jobs", &jobs, "N", "create, verify --restore-test: parallel pg_dump/pg_restore jobs (default: [backup] jobs or CPUs, at most 4)", 0, NULL },
 		{ OPT_BOOL, 0, "no-prune", &no_prune, NULL, "create: keep every old backup this time", 0, NULL },
 		{ OPT_BOOL, 0, "restore-test", &restore_test_flag, NULL, "verify: also restore into a scratch database and compare row counts", 0, NULL },
 		OPT_END_MARK,
@@ -577,6 +604,10 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		term_error(&ctx->term, "unexpected argument '%s'", argv[n - 1]);
 		return OPS_EXIT_USAGE;
 	}
+	if (jobs != JOBS_UNSET && (jobs < 1 || jobs > 64)) {
+		term_error(&ctx->term, "--jobs takes 1 to 64");
+		return OPS_EXIT_USAGE;
+	}
 	if (restore_test_flag && strcmp(sub, "verify")) {
 		term_error(&ctx->term, "option '--restore-test' does not apply to 'backup %s'", sub);
 		return OPS_EXIT_USAGE;
@@ -587,6 +618,8 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		free(command);
 		goto out;
 	}
+	if (jobs != JOBS_UNSET)
+		s.jobs = jobs;
 	catch_signals(&old_int, &old_term);
 	if (!strcmp(sub, "create"))
 		code = do_create(ctx, &s, no_prune);
@@ -633,7 +666,7 @@ static int confirm_restore(struct opsctl_ctx *ctx, const char *live, const struc
 int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 {
 	const char *dir = NULL, *target = NULL;
-	long jobs = 1;
+	long jobs = JOBS_UNSET;
 	int files = -1, n, ret, code;
 	struct bk_settings s;
 	struct bk_list l;
@@ -649,7 +682,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	cJSON *fields = NULL;
 	const struct opt options[] = {
 		{ OPT_STRING, 0, "target-db", &target, "NAME", "restore beside the live database under NAME (no swap)", 0, NULL },
-		{ OPT_INT, 'j', "jobs", &jobs, "N", "parallel pg_restore jobs for custom-format backups", 0, NULL },
+		{ OPT_INT, 'j', "jobs", &jobs, "N", "parallel pg_restore jobs (default: [backup] jobs or CPUs, at most 4; plain dumps: 1)", 0, NULL },
 		{ OPT_BOOL, 0, "files", &files, NULL, "also put the paths archive back (default with a full restore)", OPTF_NEG, NULL },
 		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
 		OPT_END_MARK,
@@ -665,7 +698,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_OK;
 	if (n < 0)
 		return OPS_EXIT_USAGE;
-	if (n > 1 || jobs < 1 || jobs > 64) {
+	if (n > 1 || (jobs != JOBS_UNSET && (jobs < 1 || jobs > 64))) {
 		term_error(&ctx->term, n > 1 ? "unexpected argument '%s'" : "--jobs takes 1 to 64%s", n > 1 ? argv[1] : "");
 		return OPS_EXIT_USAGE;
 	}
@@ -702,7 +735,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	memset(&ro, 0, sizeof(ro));
 	ro.db = &db;
 	ro.target_db = target;
-	ro.jobs = (int)jobs;
+	ro.jobs = restore_jobs(e, jobs, &s);
 	ro.verified = 1; /* just above, before the question */
 	ro.pg_restore = s.pg_restore;
 	ro.psql = s.psql;

@@ -1,6 +1,7 @@
 /* Backup sets: manifest, listing, verification, retention, creation and a
  * restore that swaps the database in only when it is complete. */
 #include "engines/backup.h"
+#include "engines/dumpdir.h"
 #include "adapters/archive.h"
 #include "adapters/hash.h"
 #include "base/exitcode.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* ---- manifest ---- */
@@ -60,6 +62,21 @@ static time_t parse_time(const char *s)
 static int safe_name(const char *s)
 {
 	return *s && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* A set's file: NAME, or DIR/NAME for the files of a directory-format dump. */
+static int safe_path(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	char *dir;
+	int ok;
+
+	if (!slash)
+		return safe_name(s);
+	dir = xstrndup(s, (size_t)(slash - s));
+	ok = safe_name(dir) && safe_name(slash + 1);
+	free(dir);
+	return ok;
 }
 
 static int is_hex64(const char *s)
@@ -114,7 +131,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 	NEED_STR(format, "format");
 	NEED_STR(compression, "compression");
 #undef NEED_STR
-	if (!safe_name(m->id) || (strcmp(m->format, "custom") && strcmp(m->format, "plain"))) {
+	if (!safe_name(m->id) || (strcmp(m->format, "directory") && strcmp(m->format, "custom") && strcmp(m->format, "plain"))) {
 		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid id or format");
 		goto out;
 	}
@@ -137,7 +154,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 	cJSON_ArrayForEach(it, arr) {
 		struct bk_file *f = &m->files[m->nfiles];
 		const char *name = get_str(it, "name"), *role = get_str(it, "role"), *sha = get_str(it, "sha256");
-		if (!name || !role || !sha || !safe_name(name) || !is_hex64(sha) || get_num(it, "size", &d) < 0) {
+		if (!name || !role || !sha || !safe_path(name) || !is_hex64(sha) || get_num(it, "size", &d) < 0) {
 			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid file entry");
 			goto out;
 		}
@@ -576,6 +593,79 @@ static int fsync_path(const char *path, struct ops_error *err)
 	return ret;
 }
 
+/* pg_dump -Fd -j N into TMP/db/, each data file compressed while pg_dump
+ * writes it (dumpdir.h); the manifest lists every file of db/. */
+static int dump_directory(const struct bk_create_opts *o, const struct snapshot *s, const char *tmp,
+			  struct bk_manifest *m, struct ops_error *err)
+{
+	char *dir = join(tmp, BK_DUMP_DIR), *file = xstrfmt("--file=%s", dir);
+	char *snap = xstrfmt("--snapshot=%s", s->name), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
+	char **env = db_target_env(o->db, s->database);
+	const char *argv[10];
+	struct proc_stream_opts po;
+	struct proc_child child = { -1, -1, 0, NULL };
+	struct dd_follow *follow = NULL;
+	struct dd_file *files = NULL;
+	size_t nfiles = 0;
+	uint64_t plain = 0;
+	int ret, n = 0;
+
+	argv[n++] = o->pg_dump;
+	argv[n++] = "--format=directory";
+	argv[n++] = "--compress=0"; /* we compress, on every core, while it writes */
+	argv[n++] = jobs;
+	argv[n++] = snap;
+	argv[n++] = file;
+	argv[n++] = "--no-password";
+	argv[n] = NULL;
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)env;
+	po.timeout_ms = o->timeout_ms;
+	po.capture_max = 64 * 1024;
+
+	if (mkdir(dir, 0700) < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", dir, ops_strerror(errno));
+		goto out;
+	}
+	ret = dd_follow_start(&follow, dir, o->codec, o->level, o->jobs > 0 ? o->jobs : 1, o->threads, err);
+	if (ret == 0)
+		ret = proc_start(argv, &po, &child, err);
+	while (ret == 0 && !proc_exited(&child)) {
+		ret = dd_follow_poll(follow, 100, err);
+		if (ret == 0 && o->progress && o->progress("dump", dd_follow_bytes(follow), 0, o->progress_data))
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
+	}
+	if (ret == 0)
+		ret = proc_finish(&child, 30000, NULL, err);
+	if (ret == 0) {
+		ret = dd_follow_finish(follow, &files, &nfiles, &plain, err);
+		follow = NULL;
+	}
+	if (ret == 0 && plain == 0)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "pg_dump produced an empty dump");
+	if (ret < 0)
+		goto out;
+	m->dump_bytes = plain;
+	m->files = xrealloc(m->files, (m->nfiles + nfiles) * sizeof(*m->files));
+	for (size_t i = 0; i < nfiles; i++) {
+		struct bk_file *f = &m->files[m->nfiles++];
+		f->name = xstrfmt("%s/%s", BK_DUMP_DIR, files[i].name);
+		f->role = xstrdup("database");
+		f->size = files[i].size;
+		memcpy(f->sha256, files[i].sha256, 65);
+	}
+out:
+	proc_kill(&child);
+	dd_follow_abort(follow);
+	dd_files_release(files, nfiles);
+	db_env_free(env);
+	free(dir);
+	free(file);
+	free(snap);
+	free(jobs);
+	return ret;
+}
+
 static int dump_database(const struct bk_create_opts *o, const struct snapshot *s, const char *tmp,
 			 struct bk_manifest *m, struct ops_error *err)
 {
@@ -699,7 +789,7 @@ out:
 	return ret;
 }
 
-/* Work directories of runs that were killed (.tmp-*) and removals that were
+/* Work directories of runs that were killed (.tmp-*, .restore-*) and removals that were
  * cut short (.trash-*). The caller holds the backup lock, so no other run is
  * writing them. */
 static void remove_leftovers(const char *dir)
@@ -710,7 +800,8 @@ static void remove_leftovers(const char *dir)
 		return;
 	while ((de = readdir(d))) {
 		char *p;
-		if (!starts_with(de->d_name, ".tmp-") && !starts_with(de->d_name, ".trash-"))
+		if (!starts_with(de->d_name, ".tmp-") && !starts_with(de->d_name, ".trash-") &&
+		    !starts_with(de->d_name, ".restore-"))
 			continue;
 		p = join(dir, de->d_name);
 		fs_remove_tree(p, NULL);
@@ -764,7 +855,8 @@ int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_e
 		goto out;
 	m.database = xstrdup(snap.database);
 	m.server_version = xstrdup(snap.server_version);
-	ret = dump_database(o, &snap, tmp, &m, err);
+	ret = !strcmp(o->format, "directory") ? dump_directory(o, &snap, tmp, &m, err)
+					      : dump_database(o, &snap, tmp, &m, err);
 	if (ret == 0)
 		ret = count_rows(snap.conn, &m, err);
 	close_snapshot(&snap);
@@ -851,6 +943,144 @@ static int on_load(uint64_t in_bytes, uint64_t out_bytes, void *arg)
 	return o->progress ? o->progress("restore", in_bytes, 1, o->progress_data) : 0;
 }
 
+static uint64_t database_bytes(const struct bk_manifest *m)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < m->nfiles; i++)
+		if (!strcmp(m->files[i].role, "database"))
+			sum += m->files[i].size;
+	return sum;
+}
+
+struct unpack_poll {
+	const struct bk_restore_opts *o;
+	struct dd_unpack_state *st;
+	uint64_t total;
+};
+
+static int on_unpack(void *data)
+{
+	struct unpack_poll *p = data;
+	return p->o->progress ? p->o->progress("decompress", dd_unpack_progress(p->st), p->total,
+					      p->o->progress_data) : 0;
+}
+
+static uint64_t free_bytes(const char *dir)
+{
+	struct statvfs sv;
+	return statvfs(dir, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize : 0;
+}
+
+/* Where the decompressed dump goes: beside the sets (the backup filesystem
+ * is the one sized for dumps), else $TMPDIR; the one with room. */
+static int make_work_dir(const struct bk_entry *e, const char *dbname, char **out, struct ops_error *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	const char *slash = strrchr(e->path, '/');
+	char *sets = slash && slash != e->path ? xstrndup(e->path, (size_t)(slash - e->path))
+					       : xstrdup(slash ? "/" : ".");
+	const char *where[2];
+	uint64_t need = e->m.dump_bytes + e->m.dump_bytes / 20 + (64u << 20), best = 0;
+	int ret = 0;
+
+	where[0] = sets;
+	where[1] = tmp && *tmp ? tmp : "/tmp";
+	*out = NULL;
+	for (int i = 0; i < 2 && !*out; i++) {
+		char *d = xstrfmt("%s/.restore-%s-%d", where[i], dbname, (int)getpid());
+		uint64_t avail = free_bytes(where[i]);
+		if (avail > best)
+			best = avail;
+		if (avail >= need && mkdir(d, 0700) == 0)
+			*out = d;
+		else
+			free(d);
+	}
+	if (!*out) {
+		struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+		strbuf_addf(&a, "%.1f GiB", (double)need / (1 << 30));
+		strbuf_addf(&b, "%.1f GiB", (double)best / (1 << 30));
+		ret = ops_error_set(err, OPS_EXIT_FAILED,
+				    "restoring needs %s of temporary space for the decompressed dump; "
+				    "'%s' and '%s' have at most %s free", a.buf, where[0], where[1], b.buf);
+		ops_error_hint(err, "free some space, or point TMPDIR at a filesystem with room");
+		strbuf_release(&a);
+		strbuf_release(&b);
+	}
+	free(sets);
+	return ret;
+}
+
+/* A directory-format dump: decompressed on every core into a work
+ * directory, then pg_restore -j as from any dump directory. */
+static int load_directory(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
+			  struct ops_error *err)
+{
+	char *src = join(e->path, BK_DUMP_DIR), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
+	char *work = NULL;
+	char **env = db_target_env(o->db, dbname);
+	struct dd_file *files = xcalloc(e->m.nfiles + 1, sizeof(*files));
+	size_t nfiles = 0, plen = strlen(BK_DUMP_DIR "/");
+	struct dd_unpack_state st;
+	struct unpack_poll up = { o, &st, 0 };
+	struct proc_stream_opts po;
+	struct proc_child child = { -1, -1, 0, NULL };
+	const char *argv[10];
+	int ret, n = 0;
+
+	for (size_t i = 0; i < e->m.nfiles; i++) {
+		const struct bk_file *f = &e->m.files[i];
+		if (strcmp(f->role, "database") || strncmp(f->name, BK_DUMP_DIR "/", plen))
+			continue;
+		files[nfiles].name = (char *)f->name + plen; /* borrowed */
+		files[nfiles].size = f->size;
+		memcpy(files[nfiles].sha256, f->sha256, 65);
+		nfiles++;
+	}
+	up.total = database_bytes(&e->m);
+	memset(&st, 0, sizeof(st));
+	st.poll = on_unpack;
+	st.poll_data = &up;
+	ret = make_work_dir(e, dbname, &work, err);
+	if (ret == 0)
+		ret = dd_unpack(src, files, nfiles, work, o->jobs > 0 ? o->jobs : 1, &st, err);
+	if (ret < 0)
+		goto out;
+	argv[n++] = o->pg_restore;
+	argv[n++] = "--format=directory";
+	argv[n++] = "--exit-on-error";
+	argv[n++] = "--no-password";
+	argv[n++] = jobs;
+	argv[n++] = "--dbname";
+	argv[n++] = dbname;
+	argv[n++] = work;
+	argv[n] = NULL;
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)env;
+	po.timeout_ms = o->timeout_ms;
+	po.capture_max = 64 * 1024;
+	if (o->progress)
+		o->progress("restore", 0, 0, o->progress_data);
+	ret = proc_start(argv, &po, &child, err);
+	while (ret == 0 && !proc_exited(&child)) {
+		clock_sleep_ms(50);
+		if (o->progress && o->progress("restore", 0, 0, o->progress_data))
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
+	}
+	if (ret == 0)
+		ret = proc_finish(&child, 30000, NULL, err);
+out:
+	proc_kill(&child);
+	if (work)
+		fs_remove_tree(work, NULL);
+	db_env_free(env);
+	free(files); /* the names were borrowed */
+	free(work);
+	free(src);
+	free(jobs);
+	return ret;
+}
+
 /* Feeds the dump into psql or pg_restore (stdin), or, for --jobs, writes
  * the decompressed dump next to the set and lets pg_restore read it. */
 static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
@@ -868,6 +1098,10 @@ static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, 
 	struct zs_decompress_stats zst;
 	int in = -1, out_fd = -1, ret = 0, n = 0;
 
+	if (!strcmp(e->m.format, "directory")) {
+		ret = load_directory(e, o, dbname, err);
+		goto out;
+	}
 	if (!f) {
 		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' has no database dump", e->id);
 		goto out;
@@ -1135,7 +1369,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 		goto out;
 	created = 1;
 	if (o->progress)
-		o->progress("load", 0, bk_manifest_file(&e->m, "database")->size, o->progress_data);
+		o->progress("load", 0, database_bytes(&e->m), o->progress_data);
 	ret = load_dump(e, o, fresh, err);
 	if (ret == 0) {
 		if (o->progress)

@@ -14,6 +14,7 @@
 
 #define BK_MANIFEST "manifest.json"
 #define BK_VERIFIED "verified.json"
+#define BK_DUMP_DIR "db"       /* a directory-format dump: db/toc.dat, db/NNNN.dat.zst */
 
 struct bk_file {
 	char *name;            /* "db.dump.zst", relative to the set's directory */
@@ -34,7 +35,7 @@ struct bk_manifest {
 	char *tool;            /* "opsctl 0.1.0" */
 	char *database;        /* the database's name */
 	char *server_version;
-	char *format;          /* "custom" or "plain" */
+	char *format;          /* "directory", "custom" or "plain" */
 	char *compression;     /* "zstd", "gzip", "none" */
 	time_t started_at, finished_at;
 	int64_t duration_ms;
@@ -109,9 +110,10 @@ struct bk_create_opts {
 	const char *dir;
 	const char *app;
 	const struct db_target *db;
-	const char *format;        /* "custom" or "plain" */
+	const char *format;        /* "directory", "custom" or "plain" */
 	enum zs_codec codec;
 	int level, threads;
+	int jobs;                  /* pg_dump workers for "directory" (its -j) */
 	const char *const *paths;  /* may be NULL */
 	size_t npaths;
 	const char *pg_dump;       /* program name or path */
@@ -132,7 +134,7 @@ struct bk_restore_opts {
 	const struct db_target *db;  /* the live database (its name is the one replaced) */
 	const char *target_db;       /* restore beside it under this name, no swap */
 	const char *scratch_db;      /* restore test: restore here, compare, drop */
-	int jobs;                    /* parallel pg_restore for custom dumps (> 1) */
+	int jobs;                    /* parallel pg_restore (-j) for directory and custom dumps */
 	int verified;                /* the caller just ran bk_verify: not again (the
 					load still hashes what it reads) */
 	const char *pg_restore, *psql;

@@ -83,12 +83,12 @@ ob() { "$OPSCTL" -c "$TEST_SCRATCH/opsctl.conf" "$@"; }
 
 # ---- --dry-run touches nothing -----------------------------------------------
 expect_exit 0 ob -n backup
-expect_grep "would back up the database and the paths into '.*backups' \(custom, zstd\)" out
+expect_grep "would back up the database and the paths into '.*backups' \(directory, zstd\)" out
 [ ! -e backups ] || fail "backup --dry-run created the backup directory"
 [ ! -e "$OPSCTL_STATE_DIR/history.jsonl" ] || fail "backup --dry-run wrote a history line"
 [ ! -e metrics/opsctl_backup.prom ] || fail "backup --dry-run wrote the metrics file"
 
-# ---- the default: custom format, zstd ----------------------------------------
+# ---- the default: directory format, zstd ------------------------------------
 t0=$(date -u +%s)
 expect_exit 0 ob backup
 t1=$(date -u +%s)
@@ -99,17 +99,22 @@ id=$(last_id)
 [ -n "$id" ] || fail "no id in the output"
 set=backups/$id
 [ -d "$set" ] || fail "no set directory $set"
-# exactly the dump, the paths archive and the manifest; nothing temporary
+# exactly the dump directory, the paths archive and the manifest; nothing temporary
 expect_exit 0 ls -A "$set"
-[ "$(tr '\n' ' ' <out)" = "db.dump.zst files.tar.zst manifest.json " ] ||
+[ "$(tr '\n' ' ' <out)" = "db files.tar.zst manifest.json " ] ||
 	fail "unexpected files in the set: $(tr '\n' ' ' <out)"
 [ "$(ls -A backups)" = "$id" ] || fail "unexpected entries in backups/: $(ls -A backups | tr '\n' ' ')"
 [ "$(stat -c %a "$set/manifest.json")" = 600 ] || say "note: manifest mode is $(stat -c %a "$set/manifest.json")"
+# db/: pg_dump's toc.dat and one zstd file per table with data; no plain data file left
+(cd "$set/db" && ls -A) >dbfiles
+expect_grep '^toc\.dat$' dbfiles
+[ "$(grep -c '^[0-9]*\.dat\.zst$' dbfiles)" -ge 4 ] || fail "expected a .dat.zst per table: $(tr '\n' ' ' <dbfiles)"
+[ "$(grep -v -c -e '^toc\.dat$' -e '^[0-9]*\.dat\.zst$' dbfiles)" -eq 0 ] || fail "unexpected files in db/: $(tr '\n' ' ' <dbfiles)"
 
 # the manifest: every field of the contract
 m=$set/manifest.json
 expect_json "$m" 'd["id"] == "'"$id"'" and d["app"] == "shop" and d["database"] == "shop"'
-expect_json "$m" 'd["tool"].startswith("opsctl ") and d["format"] == "custom" and d["compression"] == "zstd"'
+expect_json "$m" 'd["tool"].startswith("opsctl ") and d["format"] == "directory" and d["compression"] == "zstd"'
 expect_json "$m" 'd["server_version"] == "'"$(pg_psql 'SHOW server_version')"'"'
 expect_json "$m" 'all(isinstance(d[k], int) and d[k] >= 0 for k in ("duration_ms", "dump_bytes", "size_bytes"))'
 ts_re='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
@@ -119,14 +124,17 @@ expect_json "$m" '__import__("calendar").timegm(__import__("time").strptime(d["f
 expect_json "$m" 'd["started_at"] <= d["finished_at"]'
 # the id is the start time
 expect_json "$m" 'd["id"] == "shop-" + d["started_at"].replace("-", "").replace(":", "")'
-expect_json "$m" '[f["name"] for f in d["files"]] == ["db.dump.zst", "files.tar.zst"]'
-expect_json "$m" '[f["role"] for f in d["files"]] == ["database", "paths"]'
-for f in db.dump.zst files.tar.zst; do
+files="$(sed 's|^|db/|' dbfiles | sort | tr '\n' ' ')files.tar.zst"
+expect_json "$m" '" ".join(f["name"] for f in d["files"]) == "'"$files"'"'
+expect_json "$m" 'all(f["role"] == ("paths" if f["name"] == "files.tar.zst" else "database") for f in d["files"])'
+total=0
+for f in $files; do
 	expect_json "$m" '[x for x in d["files"] if x["name"] == "'"$f"'"][0]["sha256"] == "'"$(sha "$set/$f")"'"'
 	expect_json "$m" '[x for x in d["files"] if x["name"] == "'"$f"'"][0]["size"] == '"$(fsize "$set/$f")"
+	total=$((total + $(fsize "$set/$f")))
 done
-expect_json "$m" 'd["size_bytes"] == '"$(($(fsize "$set/db.dump.zst") + $(fsize "$set/files.tar.zst")))"
-expect_json "$m" 'd["dump_bytes"] == '"$(zstd -dc "$set/db.dump.zst" | wc -c)"
+expect_json "$m" 'd["size_bytes"] == '"$total"
+expect_json "$m" 'd["dump_bytes"] == '"$(( $(cat "$set"/db/*.zst | zstd -dc | wc -c) + $(fsize "$set/db/toc.dat") ))"
 expect_json "$m" 'd["paths"] == ["'"$TEST_SCRATCH/uploads"'"]'
 # per-table row counts: every user table, equal to count(*)
 TEST_CHECKS=$((TEST_CHECKS + 1))
@@ -138,16 +146,19 @@ expect_grep '^sales\.Line Items\|7$' tables.txt
 expect_grep '^public\.audit\|0$' tables.txt
 expect_no_grep "$pw" "$m"
 
-# the dump is a standard zstd file holding a pg_dump custom archive:
-# zstd -dc | pg_restore restores it by hand
-expect_exit 0 zstd -t "$set/db.dump.zst"
-[ "$(zstd -dc "$set/db.dump.zst" | head -c 5)" = PGDMP ] || fail "db.dump.zst is not a custom-format dump"
-newdb hand_custom
-zstd -dc "$set/db.dump.zst" | "$PG_RESTORE" --exit-on-error -h "$TEST_PG_SOCKDIR" -p "$TEST_PG_PORT" \
-	-U postgres -d hand_custom 2>hand.err || { show_file hand.err hand.err; fail "zstd -dc | pg_restore failed"; }
-expect_same_data shop hand_custom
-expect_dbsql hand_custom "SELECT count(*) FROM big_orders" "$(pg_dbsql shop 'SELECT count(*) FROM big_orders')"
-expect_dbsql hand_custom "SELECT indexname FROM pg_indexes WHERE indexname = 'orders_doc'" orders_doc
+# the dump is pg_dump's directory format with every data file in standard
+# zstd: decompress a copy, pg_restore -j restores it by hand
+for z in "$set"/db/*.zst; do
+	expect_exit 0 zstd -t "$z"
+done
+cp -r "$set/db" handdir
+zstd -d -q --rm handdir/*.zst || fail "zstd -d of the data files failed"
+newdb hand_directory
+"$PG_RESTORE" --exit-on-error -j 2 -h "$TEST_PG_SOCKDIR" -p "$TEST_PG_PORT" -U postgres -d hand_directory handdir \
+	2>hand.err || { show_file hand.err hand.err; fail "pg_restore of the decompressed directory failed"; }
+expect_same_data shop hand_directory
+expect_dbsql hand_directory "SELECT count(*) FROM big_orders" "$(pg_dbsql shop 'SELECT count(*) FROM big_orders')"
+expect_dbsql hand_directory "SELECT indexname FROM pg_indexes WHERE indexname = 'orders_doc'" orders_doc
 
 # the paths archive: a tar (zstd) of the configured path, relative names
 zstd -dc "$set/files.tar.zst" | tar -tvf - >tar.list 2>&1 || { show_file tar.list tar.list; fail "tar cannot read files.tar.zst"; }
@@ -161,13 +172,14 @@ expect_exit 0 diff -r --no-dereference uploads "untar/$rel/uploads"
 
 # pg_dump: the password never on its command line (nor a URL)
 expect_no_grep "$pw|postgresql://" pg_dump.args
-expect_grep '--format=custom' pg_dump.args
+expect_grep '--format=directory' pg_dump.args
+expect_grep '--jobs=[0-9]+' pg_dump.args
 expect_grep '--snapshot=' pg_dump.args
 
 # backup list
 expect_exit 0 ob backup list
 expect_grep '^ID +TIME +SIZE +FORMAT +TABLES +VERIFIED' out
-expect_grep "^$id +[0-9T:-]+Z +[0-9.]+ (B|KiB|MiB) +custom\+zstd +4 +no$" out
+expect_grep "^$id +[0-9T:-]+Z +[0-9.]+ (B|KiB|MiB) +directory\+zstd +4 +no$" out
 
 # the metrics file after a good run
 prom=metrics/opsctl_backup.prom
@@ -196,28 +208,43 @@ expect_json out 'len(d["backups"]) == 1'
 # ---- every format x compression, restored by hand with the standard tool -----
 sleep 1 # distinct ids are not required, but keep the test readable
 i=0
-for format in custom plain; do
+for format in directory custom plain; do
 	for comp in none gzip zstd; do
 		i=$((i + 1))
 		expect_exit 0 ob backup --format "$format" --compression "$comp"
 		cid=$(last_id)
 		cset=backups/$cid
-		case $format in custom) ext=dump ;; plain) ext=sql ;; esac
 		case $comp in none) suf= ;; gzip) suf=.gz ;; zstd) suf=.zst ;; esac
-		dump=$cset/db.$ext$suf
-		[ -f "$dump" ] || fail "$format/$comp: no $dump (have: $(ls "$cset" | tr '\n' ' '))"
-		[ -f "$cset/files.tar$suf" ] || fail "$format/$comp: no files.tar$suf"
-		expect_json "$cset/manifest.json" 'd["format"] == "'"$format"'" and d["compression"] == "'"$comp"'"'
-		expect_json "$cset/manifest.json" 'd["files"][0]["sha256"] == "'"$(sha "$dump")"'" and d["files"][0]["size"] == '"$(fsize "$dump")"
 		case $comp in
 		none) cat_cmd=(cat) ;;
-		gzip) cat_cmd=(gunzip -c); expect_exit 0 gzip -t "$dump"; expect_exit 0 gzip -t "$cset/files.tar.gz" ;;
-		zstd) cat_cmd=(zstd -dc); expect_exit 0 zstd -t "$dump" ;;
+		gzip) cat_cmd=(gunzip -c); expect_exit 0 gzip -t "$cset/files.tar.gz" ;;
+		zstd) cat_cmd=(zstd -dc) ;;
 		esac
+		[ -f "$cset/files.tar$suf" ] || fail "$format/$comp: no files.tar$suf"
+		expect_json "$cset/manifest.json" 'd["format"] == "'"$format"'" and d["compression"] == "'"$comp"'"'
 		# the archive is readable by tar after the same decompressor
 		"${cat_cmd[@]}" "$cset/files.tar$suf" | tar -tf - >/dev/null 2>&1 || fail "$format/$comp: tar cannot read files.tar$suf"
 		db=hand_${format}_$comp
 		newdb "$db"
+		if [ "$format" = directory ]; then
+			# pg_restore reads .dat and .dat.gz itself; .zst files are decompressed first
+			[ -f "$cset/db/toc.dat" ] || fail "$format/$comp: no db/toc.dat"
+			ls "$cset/db" | grep -q "^[0-9]*\.dat$suf\$" || fail "$format/$comp: no db/*.dat$suf"
+			rm -rf handdir && cp -r "$cset/db" handdir
+			[ "$comp" != zstd ] || zstd -d -q --rm handdir/*.zst || fail "$format/$comp: zstd -d failed"
+			"$PG_RESTORE" --exit-on-error -h "$TEST_PG_SOCKDIR" -p "$TEST_PG_PORT" -U postgres -d "$db" handdir \
+				2>hand.err || { show_file hand.err hand.err; fail "$format/$comp: pg_restore failed"; }
+			expect_same_data shop "$db"
+			continue
+		fi
+		case $format in custom) ext=dump ;; plain) ext=sql ;; esac
+		dump=$cset/db.$ext$suf
+		[ -f "$dump" ] || fail "$format/$comp: no $dump (have: $(ls "$cset" | tr '\n' ' '))"
+		expect_json "$cset/manifest.json" 'd["files"][0]["sha256"] == "'"$(sha "$dump")"'" and d["files"][0]["size"] == '"$(fsize "$dump")"
+		case $comp in
+		gzip) expect_exit 0 gzip -t "$dump" ;;
+		zstd) expect_exit 0 zstd -t "$dump" ;;
+		esac
 		if [ "$format" = plain ]; then
 			[ "$("${cat_cmd[@]}" "$dump" | grep -c '^-- PostgreSQL database dump')" -ge 1 ] ||
 				fail "$format/$comp: not a plain SQL dump"
@@ -225,6 +252,7 @@ for format in custom plain; do
 				-p "$TEST_PG_PORT" -U postgres -d "$db" >hand.out 2>hand.err ||
 				{ show_file hand.err hand.err; fail "$format/$comp: ${cat_cmd[*]} | psql failed"; }
 		else
+			[ "$("${cat_cmd[@]}" "$dump" | head -c 5)" = PGDMP ] || fail "$format/$comp: not a custom-format dump"
 			"${cat_cmd[@]}" "$dump" | "$PG_RESTORE" --exit-on-error -h "$TEST_PG_SOCKDIR" \
 				-p "$TEST_PG_PORT" -U postgres -d "$db" 2>hand.err ||
 				{ show_file hand.err hand.err; fail "$format/$comp: ${cat_cmd[*]} | pg_restore failed"; }
@@ -252,7 +280,7 @@ jid=$(sed -n 's/^[[:space:]]*"id":[[:space:]]*"\([^"]*\)".*/\1/p' out)
 jm=backups/$jid/manifest.json
 [ -f "$jm" ] || fail "--output json: no set for id '$jid'"
 expect_json out 'd["command"] == "backup create" and d["exit"] == 0 and d["pruned"] == []'
-expect_json out 'd["path"].endswith("/'"$jid"'") and d["database"] == "shop" and d["format"] == "custom" and d["compression"] == "zstd"'
+expect_json out 'd["path"].endswith("/'"$jid"'") and d["database"] == "shop" and d["format"] == "directory" and d["compression"] == "zstd"'
 expect_json out 'd["size_bytes"] == '"$("$TEST_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["size_bytes"])' "$jm")"
 expect_json out 'd["dump_bytes"] > 0 and d["duration_ms"] >= 0 and d["tables"] == 4 and d["restore_tested"] is False'
 expect_json out 'd["time"] == '"$("$TEST_PYTHON" -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["started_at"]))' "$jm")"
@@ -286,7 +314,7 @@ expect_json out 'd["backups"][0]["id"] == "'"$lid"'"'
 mkdir noconf && cd noconf || fail "cd noconf"
 expect_exit 0 env DATABASE_URL="$(pg_db_url shop)" "$OPSCTL" backup
 expect_grep '^opsctl-[0-9]{8}T[0-9]{6}Z  ' out
-[ -f "backups/$(sed -n 's/^\(opsctl-[^ ]*\)  .*/\1/p' out)/db.dump.zst" ] || fail "no-config backup: no ./backups/ID/db.dump.zst"
+[ -f "backups/$(sed -n 's/^\(opsctl-[^ ]*\)  .*/\1/p' out)/db/toc.dat" ] || fail "no-config backup: no ./backups/ID/db/toc.dat"
 cd .. || fail "cd .."
 
 test_done

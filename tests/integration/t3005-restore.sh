@@ -203,7 +203,7 @@ expect_exit 0 ob restore "$id" --target-db side3 --files
 expect_exit 0 ob restore "$id" --target-db jobs2 --jobs 2
 TEST_CHECKS=$((TEST_CHECKS + 1))
 [ "$(pg_db_fingerprint jobs2)" = "$backup_fp" ] || fail "--jobs 2 did not restore the same data"
-[ -z "$(ls -A "backups/$id" | grep -v -e '^db\.dump\.zst$' -e '^files\.tar\.zst$' -e '^manifest\.json$' -e '^verified\.json$')" ] ||
+[ -z "$(ls -A "backups/$id" | grep -v -e '^db$' -e '^files\.tar\.zst$' -e '^manifest\.json$' -e '^verified\.json$')" ] ||
 	fail "--jobs 2 left files in the set: $(ls -A "backups/$id")"
 expect_exit 0 ob backup verify "$id"
 # a full swap with --jobs 2 and --no-files
