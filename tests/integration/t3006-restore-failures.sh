@@ -47,8 +47,12 @@ with_conf() { # SED-EXPR ARGS...: opsctl with a variant of opsctl.conf
 last_id() { sed -n 's/^\(shop-[^ ]*\)  .*/\1/p' out; }
 dbs() { pg_psql "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname NOT LIKE 'template%'"; }
 
+mkdir tmp && export TMPDIR=$TEST_SCRATCH/tmp # where a restore may decompress
 expect_exit 0 ob backup
-custom=$(last_id)
+custom=$(last_id) # the default, directory format
+sleep 1
+expect_exit 0 ob backup --format custom
+single=$(last_id) # one custom-format file, streamed into pg_restore
 expect_exit 0 ob backup --format plain
 plain=$(last_id)
 backup_fp=$(pg_db_fingerprint shop)
@@ -64,7 +68,8 @@ untouched() { # WHAT: live data, its identity, the database list, the service an
 		fail "$1: 'shop' is not the same database any more"
 	[ "$(dbs)" = "$dbs_before" ] || fail "$1: databases are now $(dbs), were $dbs_before (the half-built one not dropped?)"
 	[ "$(cat uploads/a.txt)" = live ] && [ -z "$(ls -d uploads.pre_restore_* 2>/dev/null)" ] || fail "$1: the files were touched"
-	[ -z "$(ls -A "backups/$custom" "backups/$plain" | grep '^\.restore')" ] || fail "$1: a temporary dump was left in the set"
+	[ -z "$(ls -A "backups/$custom" "backups/$single" "backups/$plain" | grep '^\.restore')" ] || fail "$1: a temporary dump was left in the set"
+	[ -z "$(ls -A backups tmp | grep '^\.restore')" ] || fail "$1: a work directory was left: $(ls -A backups tmp | tr '\n' ' ')"
 }
 
 # ---- a plain dump with a bad statement in the middle (checksums made to match) ------------------
@@ -137,6 +142,27 @@ untouched "pg_restore dying mid-way"
 expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/dying_pg_restore|" --yes restore "$custom" --jobs 2
 expect_grep 'simulated crash' err
 untouched "pg_restore --jobs 2 dying"
+expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/dying_pg_restore|" --yes restore "$single"
+expect_grep 'pg_restore.*simulated crash' err
+untouched "pg_restore dying mid-way (custom format)"
+expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/dying_pg_restore|" --yes restore "$single" --jobs 2
+expect_grep 'simulated crash' err
+untouched "pg_restore --jobs 2 dying (custom format)"
+
+# ---- no room to decompress a directory set: refused before pg_restore ------------------------------
+if [ "$(id -u)" -eq 0 ] && mkdir small && mount -t tmpfs -o size=2m,mode=0755 tmpfs small 2>/dev/null; then
+	trap 'umount small 2>/dev/null || umount -l small 2>/dev/null; test_cleanup' EXIT
+	mkdir small/backups small/tmp && cp -a "backups/$custom" small/backups/
+	expect_exit 1 env TMPDIR="$TEST_SCRATCH/small/tmp" "$OPSCTL" -c "$TEST_SCRATCH/opsctl.conf" --yes restore "$TEST_SCRATCH/small/backups/$custom"
+	expect_grep "restoring needs [0-9.]+ GiB of temporary space for the decompressed dump; '.*small/backups' and '.*small/tmp' have at most 0\.0 GiB free" err
+	expect_grep '^hint: .*TMPDIR' err
+	untouched "no room to decompress"
+	[ -z "$(ls -A small/backups small/tmp | grep '^\.restore')" ] || fail "no room: a work directory was left"
+	umount small 2>/dev/null || umount -l small
+	trap test_cleanup EXIT
+else
+	say "skipping the no-room case: cannot mount a 2 MB tmpfs"
+fi
 expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/no/such/pg_restore|" --yes restore "$custom"
 expect_grep "cannot run '.*no/such/pg_restore'" err
 untouched "no pg_restore"
