@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1198,41 +1199,123 @@ out:
 	return ret;
 }
 
-static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname,
-			size_t *checked, struct ops_error *err)
-{
+/* The row counts of the restored tables, on up to `jobs` connections at
+ * once (the biggest tables first), against the manifest. */
+struct count_work {
+	const struct bk_entry *e;
 	struct db_target t;
-	PGconn *conn = NULL;
-	struct strbuf sql = STRBUF_INIT;
-	int ret;
+	size_t *order;          /* table indexes, most rows first */
+	size_t next;            /* under lock */
+	size_t checked;
+	pthread_mutex_t lock;
+	struct ops_error err;   /* the first failure, under lock */
+};
 
-	db_target_with_dbname(&t, db, dbname);
-	ret = db_connect(&conn, &t, "opsctl restore", 10000, err);
-	*checked = 0;
-	for (size_t i = 0; ret == 0 && i < e->m.ntables; i++) {
-		const struct bk_table *tb = &e->m.tables[i];
-		char *qs = quote_ident(conn, tb->schema), *qn = quote_ident(conn, tb->name);
+static void count_fail(struct count_work *w, const struct ops_error *e)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->err.code)
+		ops_error_set(&w->err, e->code, "%s", e->msg.buf);
+	w->next = w->e->m.ntables; /* the others stop */
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void *count_worker(void *arg)
+{
+	struct count_work *w = arg;
+	struct ops_error err = OPS_ERROR_INIT;
+	struct strbuf sql = STRBUF_INIT;
+	PGconn *conn = NULL;
+
+	if (db_connect(&conn, &w->t, "opsctl restore", 10000, &err) < 0) {
+		count_fail(w, &err);
+		goto out;
+	}
+	for (;;) {
+		const struct bk_table *tb;
+		char *qs, *qn;
 		PGresult *res = NULL;
+		int ret;
+
+		pthread_mutex_lock(&w->lock);
+		tb = w->next < w->e->m.ntables ? &w->e->m.tables[w->order[w->next++]] : NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (!tb)
+			break;
+		qs = quote_ident(conn, tb->schema);
+		qn = quote_ident(conn, tb->name);
 		strbuf_reset(&sql);
 		strbuf_addf(&sql, "SELECT count(*) FROM ONLY %s.%s", qs, qn);
-		ret = db_exec(conn, sql.buf, 0, NULL, 0, &res, err);
+		ret = db_exec(conn, sql.buf, 0, NULL, 0, &res, &err);
 		if (ret == 0 && atoll(PQgetvalue(res, 0, 0)) != tb->rows)
-			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+			ret = ops_error_set(&err, OPS_EXIT_INTEGRITY,
 					    "restored table %s.%s has %s rows, the backup had %lld", tb->schema,
 					    tb->name, PQgetvalue(res, 0, 0), tb->rows);
 		else if (ret < 0)
-			ops_error_prefix(err, "checking %s.%s", tb->schema, tb->name);
-		else
-			(*checked)++;
+			ops_error_prefix(&err, "checking %s.%s", tb->schema, tb->name);
 		if (res)
 			PQclear(res);
 		free(qs);
 		free(qn);
+		if (ret < 0) {
+			count_fail(w, &err);
+			break;
+		}
+		pthread_mutex_lock(&w->lock);
+		w->checked++;
+		pthread_mutex_unlock(&w->lock);
 	}
+out:
 	if (conn)
 		PQfinish(conn);
-	db_target_release(&t);
+	ops_error_release(&err);
 	strbuf_release(&sql);
+	return NULL;
+}
+
+static int cmp_rows_desc(const void *a, const void *b, void *arg)
+{
+	const struct bk_table *t = arg;
+	long long x = t[*(const size_t *)a].rows, y = t[*(const size_t *)b].rows;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname, int jobs,
+			size_t *checked, struct ops_error *err)
+{
+	struct count_work w;
+	pthread_t *threads;
+	int n = jobs < 1 ? 1 : jobs, started = 0, ret = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.e = e;
+	db_target_with_dbname(&w.t, db, dbname);
+	pthread_mutex_init(&w.lock, NULL);
+	ops_error_init(&w.err);
+	w.order = xcalloc(e->m.ntables + 1, sizeof(*w.order));
+	for (size_t i = 0; i < e->m.ntables; i++)
+		w.order[i] = i;
+	qsort_r(w.order, e->m.ntables, sizeof(*w.order), cmp_rows_desc, e->m.tables);
+	if ((size_t)n > e->m.ntables)
+		n = e->m.ntables ? (int)e->m.ntables : 1;
+	threads = xcalloc((size_t)n, sizeof(*threads));
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&threads[i], NULL, count_worker, &w) != 0)
+			break;
+		started++;
+	}
+	if (!started)
+		count_worker(&w);
+	for (int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	if (w.err.code)
+		ret = ops_error_set(err, w.err.code, "%s", w.err.msg.buf);
+	*checked = w.checked;
+	free(threads);
+	free(w.order);
+	ops_error_release(&w.err);
+	pthread_mutex_destroy(&w.lock);
+	db_target_release(&w.t);
 	return ret;
 }
 
@@ -1374,7 +1457,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	if (ret == 0) {
 		if (o->progress)
 			o->progress("check", 0, e->m.ntables, o->progress_data);
-		ret = compare_rows(e, o->db, fresh, &r->tables_checked, err);
+		ret = compare_rows(e, o->db, fresh, o->jobs, &r->tables_checked, err);
 	}
 	if (ret < 0 || o->scratch_db || o->target_db)
 		goto out;
