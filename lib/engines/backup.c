@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -953,19 +955,6 @@ static uint64_t database_bytes(const struct bk_manifest *m)
 	return sum;
 }
 
-struct unpack_poll {
-	const struct bk_restore_opts *o;
-	struct dd_unpack_state *st;
-	uint64_t total;
-};
-
-static int on_unpack(void *data)
-{
-	struct unpack_poll *p = data;
-	return p->o->progress ? p->o->progress("decompress", dd_unpack_progress(p->st), p->total,
-					      p->o->progress_data) : 0;
-}
-
 static uint64_t free_bytes(const char *dir)
 {
 	struct statvfs sv;
@@ -974,14 +963,15 @@ static uint64_t free_bytes(const char *dir)
 
 /* Where the decompressed dump goes: beside the sets (the backup filesystem
  * is the one sized for dumps), else $TMPDIR; the one with room. */
-static int make_work_dir(const struct bk_entry *e, const char *dbname, char **out, struct ops_error *err)
+static int make_work_dir(const struct bk_entry *e, const char *dbname, uint64_t need, char **out,
+			 struct ops_error *err)
 {
 	const char *tmp = getenv("TMPDIR");
 	const char *slash = strrchr(e->path, '/');
 	char *sets = slash && slash != e->path ? xstrndup(e->path, (size_t)(slash - e->path))
 					       : xstrdup(slash ? "/" : ".");
 	const char *where[2];
-	uint64_t need = e->m.dump_bytes + e->m.dump_bytes / 20 + (64u << 20), best = 0;
+	uint64_t best = 0;
 	int ret = 0;
 
 	where[0] = sets;
@@ -1002,7 +992,7 @@ static int make_work_dir(const struct bk_entry *e, const char *dbname, char **ou
 		strbuf_addf(&a, "%.1f GiB", (double)need / (1 << 30));
 		strbuf_addf(&b, "%.1f GiB", (double)best / (1 << 30));
 		ret = ops_error_set(err, OPS_EXIT_FAILED,
-				    "restoring needs %s of temporary space for the decompressed dump; "
+				    "restoring needs %s of temporary space for the dump's schema and large objects; "
 				    "'%s' and '%s' have at most %s free", a.buf, where[0], where[1], b.buf);
 		ops_error_hint(err, "free some space, or point TMPDIR at a filesystem with room");
 		strbuf_release(&a);
@@ -1012,70 +1002,350 @@ static int make_work_dir(const struct bk_entry *e, const char *dbname, char **ou
 	return ret;
 }
 
-/* A directory-format dump: decompressed on every core into a work
- * directory, then pg_restore -j as from any dump directory. */
-static int load_directory(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
-			  struct ops_error *err)
+/* ---- a directory-format dump, restored in three steps ----
+ *
+ * pg_restore 15.20 reads a directory dump's data files only when they are
+ * regular files, so it cannot read our .zst files through pipes, and
+ * decompressing them first costs a second per GB before anything loads.
+ * Instead: (1) pg_restore --section=pre-data makes the tables; (2) the
+ * table data is streamed, decompressed as it goes, into psql on --jobs
+ * lanes (the biggest tables spread first): each lane's psql reads the
+ * output of `pg_restore -f - -L LANE` (session settings and one COPY
+ * statement per table, the data files being empty placeholders) with each
+ * table's data inserted after its COPY line (dd_inject); the other data
+ * (sequence values, large objects) goes through pg_restore itself;
+ * (3) pg_restore --section=post-data -j N builds indexes and constraints. */
+
+struct restore_run {
+	const struct bk_restore_opts *o;
+	const char *dbname, *work, *src;
+	char **env;
+	_Atomic int stop;
+};
+
+struct lane {
+	struct restore_run *run;
+	char *list;                   /* its -L file */
+	const struct dd_file **files;
+	size_t nfiles;
+	uint64_t load;
+	_Atomic uint64_t bytes;
+	_Atomic int done;
+	pthread_t thread;
+	int started;
+	struct ops_error err;
+};
+
+static int cmp_file_size_desc(const void *a, const void *b)
 {
-	char *src = join(e->path, BK_DUMP_DIR), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
-	char *work = NULL;
-	char **env = db_target_env(o->db, dbname);
-	struct dd_file *files = xcalloc(e->m.nfiles + 1, sizeof(*files));
-	size_t nfiles = 0, plen = strlen(BK_DUMP_DIR "/");
-	struct dd_unpack_state st;
-	struct unpack_poll up = { o, &st, 0 };
+	const struct dd_file *x = *(const struct dd_file *const *)a, *y = *(const struct dd_file *const *)b;
+	return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->name, y->name);
+}
+
+/* One pg_restore step, its progress shown and Ctrl-C seen while it runs. */
+static int restore_step(struct restore_run *r, const char *const *argv, const char *what, struct ops_error *err)
+{
 	struct proc_stream_opts po;
 	struct proc_child child = { -1, -1, 0, NULL };
-	const char *argv[10];
-	int ret, n = 0;
+	int ret;
 
-	for (size_t i = 0; i < e->m.nfiles; i++) {
-		const struct bk_file *f = &e->m.files[i];
-		if (strcmp(f->role, "database") || strncmp(f->name, BK_DUMP_DIR "/", plen))
-			continue;
-		files[nfiles].name = (char *)f->name + plen; /* borrowed */
-		files[nfiles].size = f->size;
-		memcpy(files[nfiles].sha256, f->sha256, 65);
-		nfiles++;
-	}
-	up.total = database_bytes(&e->m);
-	memset(&st, 0, sizeof(st));
-	st.poll = on_unpack;
-	st.poll_data = &up;
-	ret = make_work_dir(e, dbname, &work, err);
-	if (ret == 0)
-		ret = dd_unpack(src, files, nfiles, work, o->jobs > 0 ? o->jobs : 1, &st, err);
-	if (ret < 0)
-		goto out;
-	argv[n++] = o->pg_restore;
-	argv[n++] = "--format=directory";
-	argv[n++] = "--exit-on-error";
-	argv[n++] = "--no-password";
-	argv[n++] = jobs;
-	argv[n++] = "--dbname";
-	argv[n++] = dbname;
-	argv[n++] = work;
-	argv[n] = NULL;
 	memset(&po, 0, sizeof(po));
-	po.env_add = (const char *const *)env;
-	po.timeout_ms = o->timeout_ms;
+	po.env_add = (const char *const *)r->env;
+	po.timeout_ms = r->o->timeout_ms;
 	po.capture_max = 64 * 1024;
-	if (o->progress)
-		o->progress("restore", 0, 0, o->progress_data);
 	ret = proc_start(argv, &po, &child, err);
 	while (ret == 0 && !proc_exited(&child)) {
 		clock_sleep_ms(50);
-		if (o->progress && o->progress("restore", 0, 0, o->progress_data))
+		if (r->o->progress && r->o->progress(what, 0, 0, r->o->progress_data))
 			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
 	}
 	if (ret == 0)
 		ret = proc_finish(&child, 30000, NULL, err);
-out:
 	proc_kill(&child);
+	return ret;
+}
+
+static void *lane_run(void *arg)
+{
+	struct lane *l = arg;
+	struct restore_run *r = l->run;
+	const char *pgr[8], *psql[12];
+	struct proc_stream_opts po;
+	struct proc_child from = { -1, -1, 0, NULL }, to = { -1, -1, 0, NULL };
+	struct ops_error perr = OPS_ERROR_INIT;
+	int ret, n = 0;
+
+	pgr[n++] = r->o->pg_restore;
+	pgr[n++] = "--format=directory";
+	pgr[n++] = "--file=-";
+	pgr[n++] = "--use-list";
+	pgr[n++] = l->list;
+	pgr[n++] = r->work;
+	pgr[n] = NULL;
+	n = 0;
+	psql[n++] = r->o->psql;
+	psql[n++] = "-X";
+	psql[n++] = "--quiet";
+	psql[n++] = "--no-password";
+	psql[n++] = "--set=ON_ERROR_STOP=1";
+	psql[n++] = "--output=/dev/null";
+	psql[n++] = "--dbname";
+	psql[n++] = r->dbname;
+	psql[n] = NULL;
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)r->env;
+	po.timeout_ms = r->o->timeout_ms;
+	po.capture_max = 64 * 1024;
+	po.pipes = PROC_PIPE_STDOUT;
+	ret = proc_start(pgr, &po, &from, &l->err);
+	po.pipes = PROC_PIPE_STDIN;
+	if (ret == 0)
+		ret = proc_start(psql, &po, &to, &l->err);
+	if (ret == 0)
+		ret = dd_inject(from.out_fd, to.in_fd, r->src, l->files, l->nfiles, &l->bytes, &r->stop, &l->err);
+	if (ret < 0 && l->err.code != OPS_EXIT_INTEGRITY && l->err.code != OPS_EXIT_ABORTED && to.priv) {
+		/* psql's own failure explains a broken pipe best */
+		if (proc_finish(&to, 10000, NULL, &perr) < 0)
+			ops_error_set(&l->err, perr.code, "%s", perr.msg.buf);
+	}
+	if (ret == 0)
+		ret = proc_finish(&from, 30000, NULL, &l->err);
+	if (ret == 0)
+		ret = proc_finish(&to, 0, NULL, &l->err);
+	if (ret < 0)
+		atomic_store(&r->stop, 1); /* the other lanes stop too */
+	proc_kill(&from);
+	proc_kill(&to);
+	ops_error_release(&perr);
+	atomic_store(&l->done, 1);
+	return NULL;
+}
+
+/* The TABLE DATA entries of `pg_restore -l` (their dump ids), and every
+ * other line, which becomes the list of the rest of the data. */
+static int read_toc(struct restore_run *r, struct strbuf *table_lines, struct strbuf *other_lines,
+		    struct ops_error *err)
+{
+	const char *argv[6] = { r->o->pg_restore, "--format=directory", "--list", r->work, NULL, NULL };
+	struct strbuf out = STRBUF_INIT;
+	struct proc_opts po;
+	struct proc_result res;
+	int ret;
+
+	memset(&po, 0, sizeof(po));
+	po.env_add = (const char *const *)r->env;
+	po.timeout_ms = 60000;
+	po.out = &out;
+	po.capture_max = (size_t)256 << 20;
+	ret = proc_run_checked(argv, &po, &res, err);
+	for (char *p = out.buf; ret == 0 && p && *p;) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+		unsigned a, b;
+		int id, used = 0;
+		if (*p != ';' && sscanf(p, "%d; %u %u %n", &id, &a, &b, &used) == 3 && used &&
+		    !strncmp(p + used, "TABLE DATA ", 11))
+			strbuf_add(table_lines, p, len);
+		else
+			strbuf_add(other_lines, p, len);
+		p = nl ? nl + 1 : NULL;
+	}
+	strbuf_release(&out);
+	return ret;
+}
+
+/* The line of table_lines for dump id, or NULL. */
+static const char *toc_line(const char *table_lines, int id, size_t *len)
+{
+	for (const char *p = table_lines; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		if (atoi(p) == id) {
+			*len = nl ? (size_t)(nl - p + 1) : strlen(p);
+			return p;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+static int write_list(const char *path, const struct strbuf *sb, struct ops_error *err)
+{
+	return fs_write_atomic(path, sb->buf, sb->len, 0600, err);
+}
+
+static int load_directory(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
+			  struct ops_error *err)
+{
+	char *src = join(e->path, BK_DUMP_DIR), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
+	char *work = NULL, *others_list = NULL;
+	struct dd_file *files = xcalloc(e->m.nfiles + 1, sizeof(*files)), *plain = NULL;
+	const struct dd_file **tables = xcalloc(e->m.nfiles + 1, sizeof(*tables));
+	size_t nfiles = 0, nplain = 0, ntables = 0, plen = strlen(BK_DUMP_DIR "/");
+	struct strbuf table_lines = STRBUF_INIT, other_lines = STRBUF_INIT, sb = STRBUF_INIT;
+	struct restore_run r;
+	struct lane *lanes = NULL;
+	int nlanes = o->jobs > 0 ? o->jobs : 1, ret;
+	uint64_t total = database_bytes(&e->m), need = 64u << 20;
+
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	r.dbname = dbname;
+	r.src = src;
+	r.env = db_target_env(o->db, dbname);
+	plain = xcalloc(e->m.nfiles + 1, sizeof(*plain));
+	for (size_t i = 0; i < e->m.nfiles; i++) {
+		const struct bk_file *f = &e->m.files[i];
+		const char *name = f->name + plen;
+		if (strcmp(f->role, "database") || strncmp(f->name, BK_DUMP_DIR "/", plen))
+			continue;
+		files[nfiles].name = (char *)name; /* borrowed */
+		files[nfiles].size = f->size;
+		memcpy(files[nfiles].sha256, f->sha256, 65);
+		if (name[0] >= '0' && name[0] <= '9') {
+			tables[ntables++] = &files[nfiles];          /* NNNN.dat[.zst|.gz]: a table's data */
+		} else {
+			plain[nplain++] = files[nfiles];             /* toc.dat, blobs.toc, blob_N.dat */
+			need += f->size * 10;
+		}
+		nfiles++;
+	}
+	ret = make_work_dir(e, dbname, need, &work, err);
+	if (ret < 0)
+		goto out;
+	r.work = work;
+	/* toc.dat and the large objects, which pg_restore reads itself */
+	ret = dd_unpack(src, plain, nplain, work, nlanes, NULL, err);
+	if (ret == 0)
+		ret = read_toc(&r, &table_lines, &other_lines, err);
+	if (ret < 0)
+		goto out;
+	/* an empty placeholder for each table's data, and the lanes */
+	lanes = xcalloc((size_t)nlanes, sizeof(*lanes));
+	for (int i = 0; i < nlanes; i++) {
+		lanes[i].run = &r;
+		lanes[i].files = xcalloc(ntables + 1, sizeof(*lanes[i].files));
+		lanes[i].list = xstrfmt("%s/lane-%d.list", work, i);
+		ops_error_init(&lanes[i].err);
+	}
+	qsort(tables, ntables, sizeof(*tables), cmp_file_size_desc);
+	for (size_t i = 0; i < ntables; i++) {
+		const struct dd_file *f = tables[i];
+		char *holder = xstrfmt("%s/%d.dat", work, atoi(f->name));
+		struct lane *least = &lanes[0];
+		int fd = open(holder, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot create '%s': %s", holder, ops_strerror(errno));
+		else
+			close(fd);
+		free(holder);
+		if (ret < 0)
+			goto out;
+		if (!toc_line(table_lines.buf, atoi(f->name), &(size_t){ 0 })) {
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s/%s' belongs to no table of the dump's toc.dat",
+					    src, f->name);
+			goto out;
+		}
+		for (int k = 1; k < nlanes; k++)
+			if (lanes[k].load < least->load)
+				least = &lanes[k];
+		least->files[least->nfiles++] = f;
+		least->load += f->size + 1;
+	}
+	for (int i = 0; i < nlanes && ret == 0; i++) {
+		strbuf_reset(&sb);
+		for (size_t k = 0; k < lanes[i].nfiles; k++) {
+			size_t len = 0;
+			const char *line = toc_line(table_lines.buf, atoi(lanes[i].files[k]->name), &len);
+			strbuf_add(&sb, line, len);
+		}
+		ret = write_list(lanes[i].list, &sb, err);
+	}
+	others_list = xstrfmt("%s/others.list", work);
+	if (ret == 0)
+		ret = write_list(others_list, &other_lines, err);
+	if (ret < 0)
+		goto out;
+
+	/* (1) the tables */
+	{
+		const char *argv[] = { o->pg_restore, "--format=directory", "--section=pre-data", "--exit-on-error",
+				       "--no-password", "--dbname", dbname, work, NULL };
+		ret = restore_step(&r, argv, "schema", err);
+	}
+	/* (2) the data: sequences and large objects by pg_restore, the tables streamed */
+	if (ret == 0) {
+		const char *argv[] = { o->pg_restore, "--format=directory", "--section=data", "--use-list", others_list,
+				       "--exit-on-error", "--no-password", "--dbname", dbname, work, NULL };
+		ret = restore_step(&r, argv, "data", err);
+	}
+	for (int i = 0; i < nlanes && ret == 0; i++) {
+		sigset_t all, old;
+		if (!lanes[i].nfiles)
+			continue;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old); /* SIGINT stays ours; EPIPE, not SIGPIPE */
+		lanes[i].started = pthread_create(&lanes[i].thread, NULL, lane_run, &lanes[i]) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!lanes[i].started) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot start a restore thread");
+			atomic_store(&r.stop, 1);
+		}
+	}
+	for (;;) {
+		int running = 0;
+		uint64_t done = 0;
+		for (int i = 0; i < nlanes; i++) {
+			running |= lanes[i].started && !atomic_load(&lanes[i].done);
+			done += atomic_load(&lanes[i].bytes);
+		}
+		if (!running)
+			break;
+		if (o->progress && o->progress("restore", done, total, o->progress_data) && !atomic_load(&r.stop)) {
+			atomic_store(&r.stop, 1);
+			if (ret == 0)
+				ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
+		}
+		clock_sleep_ms(50);
+	}
+	{
+		/* the cause to report: bad data first, then the first lane's failure */
+		const struct lane *bad = NULL;
+		for (int i = 0; i < nlanes; i++) {
+			if (lanes[i].started)
+				pthread_join(lanes[i].thread, NULL);
+			lanes[i].started = 0;
+			if (lanes[i].err.code && (!bad || (lanes[i].err.code == OPS_EXIT_INTEGRITY &&
+							   bad->err.code != OPS_EXIT_INTEGRITY)))
+				bad = &lanes[i];
+		}
+		if (bad && (ret == 0 || bad->err.code == OPS_EXIT_INTEGRITY))
+			ret = ops_error_set(err, bad->err.code, "%s", bad->err.msg.buf);
+	}
+	/* (3) indexes and constraints, in parallel */
+	if (ret == 0) {
+		const char *argv[] = { o->pg_restore, "--format=directory", "--section=post-data", jobs, "--exit-on-error",
+				       "--no-password", "--dbname", dbname, work, NULL };
+		ret = restore_step(&r, argv, "indexes", err);
+	}
+out:
+	for (int i = 0; lanes && i < nlanes; i++) {
+		if (lanes[i].started)
+			pthread_join(lanes[i].thread, NULL);
+		free(lanes[i].files);
+		free(lanes[i].list);
+		ops_error_release(&lanes[i].err);
+	}
+	free(lanes);
 	if (work)
 		fs_remove_tree(work, NULL);
-	db_env_free(env);
+	db_env_free(r.env);
+	strbuf_release(&table_lines);
+	strbuf_release(&other_lines);
+	strbuf_release(&sb);
 	free(files); /* the names were borrowed */
+	free(plain);
+	free(tables);
+	free(others_list);
 	free(work);
 	free(src);
 	free(jobs);

@@ -691,3 +691,126 @@ int dd_unpack(const char *src_dir, const struct dd_file *files, size_t nfiles, c
 	pthread_mutex_destroy(&u.lock);
 	return ret;
 }
+
+/* ---- restore: table data streamed into psql ---- */
+
+struct inject_progress {
+	_Atomic uint64_t *bytes;
+	uint64_t base;
+	const _Atomic int *stop;
+};
+
+static int on_inject(uint64_t in_bytes, uint64_t out_bytes, void *arg)
+{
+	struct inject_progress *p = arg;
+	(void)out_bytes;
+	if (p->bytes)
+		atomic_store(p->bytes, p->base + in_bytes);
+	return p->stop && atomic_load(p->stop);
+}
+
+static int write_all_fd(int fd, const char *name, const char *buf, size_t len, struct ops_error *err)
+{
+	while (len) {
+		ssize_t w = write(fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return ops_error_set(err, OPS_EXIT_FAILED, "cannot write '%s': %s", name, ops_strerror(errno));
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* "COPY ... FROM stdin;" ends the statement on this line. */
+static int is_copy_end(const char *line, size_t len, int in_copy)
+{
+	static const char tail[] = " FROM stdin;";
+	while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	if (!in_copy && (len < 5 || memcmp(line, "COPY ", 5)))
+		return 0;
+	return len >= sizeof(tail) - 1 && !memcmp(line + len - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+}
+
+int dd_inject(int from_fd, int to_fd, const char *src_dir, const struct dd_file *const *files, size_t n,
+	      _Atomic uint64_t *bytes, const _Atomic int *stop, struct ops_error *err)
+{
+	struct strbuf line = STRBUF_INIT;
+	char buf[16384];
+	size_t k = 0;
+	uint64_t done = 0;
+	int ret = 0, in_copy = 0, eof = 0;
+	ssize_t got = 0, pos = 0;
+
+	while (ret == 0 && !eof) {
+		char c;
+		if (pos == got) {
+			got = read(from_fd, buf, sizeof(buf));
+			pos = 0;
+			if (got < 0 && errno == EINTR) {
+				got = 0;
+				continue;
+			}
+			if (got < 0) {
+				ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read from 'pg_restore': %s",
+						    ops_strerror(errno));
+				break;
+			}
+			if (got == 0)
+				eof = 1;
+		}
+		while (pos < got) {
+			c = buf[pos++];
+			strbuf_addch(&line, c);
+			if (c == '\n')
+				break;
+		}
+		if (!line.len || (line.buf[line.len - 1] != '\n' && !eof))
+			continue;
+		ret = write_all_fd(to_fd, "psql", line.buf, line.len, err);
+		if (ret == 0 && is_copy_end(line.buf, line.len, in_copy)) {
+			struct zs_decompress_opts zo;
+			struct zs_decompress_stats st;
+			struct inject_progress ip = { bytes, done, stop };
+			char *src;
+			int in;
+
+			in_copy = 0;
+			if (k == n) {
+				ret = ops_error_set(err, OPS_EXIT_FAILED, "pg_restore printed more COPY statements than expected");
+				break;
+			}
+			src = xstrfmt("%s/%s", src_dir, files[k]->name);
+			in = open(src, O_RDONLY | O_CLOEXEC);
+			if (in < 0) {
+				ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "cannot read '%s': %s", src, ops_strerror(errno));
+			} else {
+				memset(&zo, 0, sizeof(zo));
+				zo.in_name = src;
+				zo.out_name = "psql";
+				zo.progress = on_inject;
+				zo.progress_arg = &ip;
+				memset(&st, 0, sizeof(st));
+				ret = zs_decompress(in, to_fd, &zo, &st, err);
+				if (ret == 0 && strcmp(st.in_sha256, files[k]->sha256))
+					ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' changed since it was verified", src);
+				done += st.in_bytes;
+				close(in);
+			}
+			free(src);
+			k++;
+		} else if (ret == 0) {
+			/* a COPY statement that goes on over more lines (a name with a newline) */
+			in_copy = in_copy || (line.len >= 5 && !memcmp(line.buf, "COPY ", 5));
+			if (in_copy && line.len && !memcmp(line.buf, "--", 2))
+				in_copy = 0;
+		}
+		strbuf_reset(&line);
+	}
+	if (ret == 0 && k != n)
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "pg_restore printed %zu COPY statements, expected %zu", k, n);
+	strbuf_release(&line);
+	return ret;
+}

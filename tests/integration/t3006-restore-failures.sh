@@ -154,7 +154,7 @@ if [ "$(id -u)" -eq 0 ] && mkdir small && mount -t tmpfs -o size=2m,mode=0755 tm
 	trap 'umount small 2>/dev/null || umount -l small 2>/dev/null; test_cleanup' EXIT
 	mkdir small/backups small/tmp && cp -a "backups/$custom" small/backups/
 	expect_exit 1 env TMPDIR="$TEST_SCRATCH/small/tmp" "$OPSCTL" -c "$TEST_SCRATCH/opsctl.conf" --yes restore "$TEST_SCRATCH/small/backups/$custom"
-	expect_grep "restoring needs [0-9.]+ GiB of temporary space for the decompressed dump; '.*small/backups' and '.*small/tmp' have at most 0\.0 GiB free" err
+	expect_grep "restoring needs [0-9.]+ GiB of temporary space for the dump's schema and large objects; '.*small/backups' and '.*small/tmp' have at most 0\.0 GiB free" err
 	expect_grep '^hint: .*TMPDIR' err
 	untouched "no room to decompress"
 	[ -z "$(ls -A small/backups small/tmp | grep '^\.restore')" ] || fail "no room: a work directory was left"
