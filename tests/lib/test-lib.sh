@@ -43,7 +43,8 @@ cd "$TEST_SCRATCH" || exit 1
 
 TEST_FAILURES=0
 TEST_CHECKS=0
-TEST_SERVERS=()     # "pg DATADIR" or "httpd PID", stopped in reverse order
+TEST_SERVERS=()     # "pg DATADIR", "httpd PID", "nginx PID", "demo STATEDIR" or
+                    # "load PID", stopped in reverse order
 TEST_WATCHDOG_PID=
 
 # ---- messages ------------------------------------------------------------
@@ -231,7 +232,9 @@ wait_for() {
 
 # A detached watchdog stops the PostgreSQL clusters and removes the scratch
 # directory if this shell is killed without running its EXIT trap (a ctest
-# timeout). httpd.py watches its parent itself.
+# timeout), and the nginx, demo services and load clients of the t4* tests.
+# httpd.py, load.py and demo-service.py (through DEMO_WATCH_PID) also watch
+# the test's shell themselves.
 test_start_watchdog() {
 	[ -z "$TEST_WATCHDOG_PID" ] || return 0
 	setsid bash -c '
@@ -240,6 +243,11 @@ test_start_watchdog() {
 			case $kind in
 			pg) pid=$(head -n 1 "$arg/postmaster.pid" 2>/dev/null)
 			    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null ;;
+			nginx|load) kill -TERM "$arg" 2>/dev/null ;;
+			demo) for f in "$arg"/*.pid; do
+			          pid=$(head -n 1 "$f" 2>/dev/null)
+			          [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+			      done ;;
 			esac
 		done < "$2/.servers"
 		sleep 1
@@ -263,6 +271,9 @@ test_cleanup() {
 		case $kind in
 		pg) pg_stop "$arg" ;;
 		httpd) httpd_stop "$arg" ;;
+		nginx) nginx_stop "$arg" ;;
+		demo) demo_stop_all "$arg" ;;
+		load) load_stop "$arg" ;;
 		esac
 	done
 	if [ -n "$TEST_WATCHDOG_PID" ]; then
@@ -472,6 +483,344 @@ httpd_set() {
 httpd_hits() {
 	curl -fsS --max-time 10 "$HTTPD_URL/__stats?path=$1" |
 		"$TEST_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "${2:-hits}"
+}
+
+# ---- nginx, the demo service and the load client (deploy tests, t4*) -------
+#
+# A blue-green setup on loopback: nginx_start runs a private nginx whose
+# upstream is included from NGINX_UPSTREAM_FILE (the shape opsctl's
+# [deploy "blue-green"] expects); demo_start runs tests/lib/demo-service.py
+# releases through tests/lib/demo-ctl.sh; load_start runs tests/lib/load.py
+# against a URL and load_stop leaves its JSON summary in LOAD_OUT. All of them
+# are stopped by test_cleanup (and by the watchdog if the test is killed).
+
+# nginx_start [PORT...]: a throwaway nginx in ./nginx (its own prefix, conf,
+# pid, logs and temp dirs; `daemon off;`, a child of the test's shell, two
+# workers), listening on 127.0.0.1:NGINX_PORT, proxying everything to
+# `upstream app { include NGINX_UPSTREAM_FILE; keepalive 16; }` with HTTP/1.1
+# keep-alive to the upstream and `proxy_next_upstream error timeout`. The
+# upstream file starts with `server 127.0.0.1:PORT;` per PORT (none: one
+# `down` placeholder, every request answers 502). GET /__nginx_ping is answered
+# by nginx itself. Sets and exports:
+#   NGINX_BIN NGINX_PREFIX NGINX_CONF NGINX_PORT NGINX_URL NGINX_PID
+#   NGINX_PID_FILE NGINX_UPSTREAM_FILE NGINX_ERROR_LOG NGINX_ACCESS_LOG
+#   NGINX_TEST         command for opsctl's proxy_test:  nginx -t -q -p P -c C -e E
+#   NGINX_RELOAD       command for proxy_reload, as in production: nginx -s reload ...
+#                      (only signals the master; returns before the reload is done)
+#   NGINX_RELOAD_SYNC  command for proxy_reload that returns once the old workers
+#                      are gone (tests/lib/nginx-reload.sh; exit 1 if nginx
+#                      rejected the configuration)
+nginx_start() {
+	local attempt i
+	NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+	[ -x "$NGINX_BIN" ] || {
+		fail "nginx_start: no nginx binary (scripts/deps.sh installs it)"
+		return 1
+	}
+	NGINX_PREFIX=$TEST_SCRATCH/nginx
+	NGINX_CONF=$NGINX_PREFIX/conf/nginx.conf
+	NGINX_UPSTREAM_FILE=$NGINX_PREFIX/conf/upstream.conf
+	NGINX_ERROR_LOG=$NGINX_PREFIX/logs/error.log
+	NGINX_ACCESS_LOG=$NGINX_PREFIX/logs/access.log
+	NGINX_PID_FILE=$NGINX_PREFIX/logs/nginx.pid
+	mkdir -p "$NGINX_PREFIX/conf" "$NGINX_PREFIX/logs" "$NGINX_PREFIX/tmp" || fail "nginx_start: mkdir"
+	nginx_set_upstream "$@"
+	local nginx_args=(-p "$NGINX_PREFIX/" -c "$NGINX_CONF" -e "$NGINX_ERROR_LOG")
+	NGINX_TEST="$NGINX_BIN -t -q ${nginx_args[*]}"
+	NGINX_RELOAD="$NGINX_BIN -s reload ${nginx_args[*]}"
+	NGINX_RELOAD_SYNC="bash $TEST_LIB_DIR/nginx-reload.sh $NGINX_PID_FILE $NGINX_ERROR_LOG"
+	for attempt in 1 2 3 4 5; do
+		NGINX_PORT=$(free_port)
+		NGINX_URL="http://127.0.0.1:$NGINX_PORT"
+		nginx_write_conf
+		"$NGINX_BIN" -t -q "${nginx_args[@]}" >"$NGINX_PREFIX/logs/test.out" 2>&1 || {
+			show_file "nginx -t" "$NGINX_PREFIX/logs/test.out"
+			fail "nginx_start: nginx -t rejected $NGINX_CONF"
+			return 1
+		}
+		: >"$NGINX_ERROR_LOG"
+		"$NGINX_BIN" "${nginx_args[@]}" </dev/null >"$NGINX_PREFIX/logs/stdout" 2>&1 &
+		NGINX_PID=$!
+		test_register_server nginx "$NGINX_PID"
+		for ((i = 0; i < 300; i++)); do
+			if [ "$(cat "$NGINX_PID_FILE" 2>/dev/null)" = "$NGINX_PID" ] &&
+				curl -fsS --max-time 2 -o /dev/null "$NGINX_URL/__nginx_ping" 2>/dev/null; then
+				export NGINX_BIN NGINX_PREFIX NGINX_CONF NGINX_PORT NGINX_URL NGINX_PID \
+					NGINX_PID_FILE NGINX_UPSTREAM_FILE NGINX_ERROR_LOG NGINX_ACCESS_LOG \
+					NGINX_TEST NGINX_RELOAD NGINX_RELOAD_SYNC
+				return 0
+			fi
+			kill -0 "$NGINX_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		nginx_stop "$NGINX_PID"
+		grep -q 'Address already in use' "$NGINX_ERROR_LOG" 2>/dev/null || break
+		say "nginx_start: port $NGINX_PORT taken, trying another"
+	done
+	show_file nginx.error.log "$NGINX_ERROR_LOG"
+	show_file nginx.stdout "$NGINX_PREFIX/logs/stdout"
+	fail "nginx_start: nginx did not start"
+}
+
+# nginx_write_conf: (re)write NGINX_CONF for NGINX_PORT (nginx_start does it).
+nginx_write_conf() {
+	local user_line=''
+	[ "$(id -u)" -ne 0 ] || user_line='user root;'
+	cat >"$NGINX_CONF" <<-EOF
+	# opsctl test harness (tests/lib/test-lib.sh nginx_start)
+	daemon off;
+	master_process on;
+	worker_processes 2;
+	worker_shutdown_timeout 10s;
+	$user_line
+	pid $NGINX_PID_FILE;
+	error_log $NGINX_ERROR_LOG info;
+	events {
+	    worker_connections 1024;
+	}
+	http {
+	    client_body_temp_path $NGINX_PREFIX/tmp/body;
+	    proxy_temp_path $NGINX_PREFIX/tmp/proxy;
+	    fastcgi_temp_path $NGINX_PREFIX/tmp/fastcgi;
+	    uwsgi_temp_path $NGINX_PREFIX/tmp/uwsgi;
+	    scgi_temp_path $NGINX_PREFIX/tmp/scgi;
+	    log_format upstream '\$msec \$pid \$status \$request_time "\$request" '
+	                        'upstream=\$upstream_addr \$upstream_status \$upstream_response_time';
+	    access_log $NGINX_ACCESS_LOG upstream;
+	    keepalive_timeout 60s;
+	    keepalive_requests 100000;
+
+	    upstream app {
+	        include $NGINX_UPSTREAM_FILE;
+	        keepalive 16;
+	        keepalive_timeout 60s;
+	    }
+
+	    server {
+	        listen 127.0.0.1:$NGINX_PORT;
+	        server_name localhost;
+
+	        location = /__nginx_ping {
+	            access_log off;
+	            default_type text/plain;
+	            return 200 "pong\n";
+	        }
+	        location / {
+	            proxy_pass http://app;
+	            proxy_http_version 1.1;
+	            proxy_set_header Connection "";
+	            proxy_set_header Host \$host;
+	            proxy_next_upstream error timeout;
+	            proxy_next_upstream_tries 3;
+	            proxy_connect_timeout 2s;
+	            proxy_send_timeout 10s;
+	            proxy_read_timeout 30s;
+	        }
+	    }
+	}
+	EOF
+}
+
+# nginx_set_upstream [PORT...]: replace NGINX_UPSTREAM_FILE atomically (a
+# temporary file renamed into place) with `server 127.0.0.1:PORT;` per PORT
+# (opsctl's default upstream_template); no PORT: a `down` placeholder. It does
+# not reload: nginx_test, then nginx_reload.
+nginx_set_upstream() {
+	local tmp="$NGINX_UPSTREAM_FILE.tmp.$$" port
+	{
+		echo "# written by the opsctl test harness"
+		[ $# -gt 0 ] || echo "server 127.0.0.1:1 down;"
+		for port in "$@"; do
+			echo "server 127.0.0.1:$port;"
+		done
+	} >"$tmp" && mv -f "$tmp" "$NGINX_UPSTREAM_FILE" ||
+		fail "nginx_set_upstream: cannot write $NGINX_UPSTREAM_FILE"
+}
+
+# nginx_test: nginx -t on the current files (0: the configuration is valid);
+# nginx's complaint on stderr.
+nginx_test() {
+	"$NGINX_BIN" -t -q -p "$NGINX_PREFIX/" -c "$NGINX_CONF" -e "$NGINX_ERROR_LOG"
+}
+
+# nginx_reload: a graceful reload (SIGHUP) that returns when the old workers
+# have finished their in-flight requests and exited; fails when nginx rejected
+# the configuration.
+nginx_reload() {
+	bash "$TEST_LIB_DIR/nginx-reload.sh" "$NGINX_PID_FILE" "$NGINX_ERROR_LOG" ||
+		fail "nginx_reload: the reload did not complete"
+}
+
+# nginx_stop [PID]: graceful stop (SIGQUIT), SIGTERM after 10 s, SIGKILL after 15 s.
+nginx_stop() {
+	local pid=${1:-${NGINX_PID:-}} i
+	[ -n "$pid" ] || return 0
+	kill -QUIT "$pid" 2>/dev/null || true
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		[ "$i" -ne 200 ] || kill -TERM "$pid" 2>/dev/null || true
+		sleep 0.05
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "nginx $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	return 0
+}
+
+# demo_setup: the state directory of the demo services (idempotent; the other
+# demo_* helpers call it). Sets and exports DEMO_STATE_DIR (pid and log files,
+# NAME.pid NAME.log), DEMO_WATCH_PID (this shell: the services exit when it is
+# gone) and DEMO_CTL, the launcher as a command line for opsctl configs:
+#   [service]  restart = $DEMO_CTL restart app PORT ROOT/current
+#   [deploy "blue-green"]  start = $DEMO_CTL start {slot} {port} {release}
+#                          stop = $DEMO_CTL stop {slot}
+# (see tests/lib/demo-ctl.sh; it needs no environment, -d and -w are in DEMO_CTL).
+demo_setup() {
+	[ -z "${TEST_DEMO_READY:-}" ] || return 0
+	TEST_DEMO_READY=1
+	DEMO_STATE_DIR=$TEST_SCRATCH/demo
+	DEMO_WATCH_PID=$$
+	DEMO_CTL="bash $TEST_LIB_DIR/demo-ctl.sh -d $DEMO_STATE_DIR -w $DEMO_WATCH_PID"
+	export DEMO_STATE_DIR DEMO_WATCH_PID DEMO_CTL
+	mkdir -p "$DEMO_STATE_DIR" || fail "demo_setup: mkdir $DEMO_STATE_DIR"
+	test_register_server demo "$DEMO_STATE_DIR"
+}
+
+# demo_release DIR VERSION [BEHAVIOUR_JSON]: make a release directory for
+# demo-service.py: DIR/VERSION and, when given, DIR/behaviour.json, e.g.
+#   demo_release rel/v2 v2 '{"healthy_after_ms": 3000}'
+#   demo_release rel/bad bad '{"never_healthy": true}'   (or crash_on_start,
+#   start_delay_ms, latency_ms; see tests/lib/demo-service.py)
+demo_release() {
+	demo_setup
+	mkdir -p "$1" && printf '%s\n' "$2" >"$1/VERSION" || fail "demo_release: cannot write $1"
+	[ $# -lt 3 ] || printf '%s\n' "$3" >"$1/behaviour.json" || fail "demo_release: cannot write $1"
+}
+
+# demo_ctl start|stop|restart|status NAME [PORT RELEASE_DIR]: tests/lib/demo-ctl.sh.
+demo_ctl() {
+	demo_setup
+	bash "$TEST_LIB_DIR/demo-ctl.sh" -d "$DEMO_STATE_DIR" -w "$DEMO_WATCH_PID" "$@"
+}
+
+# demo_start NAME PORT RELEASE_DIR: start a demo service and wait until it
+# accepts connections on 127.0.0.1:PORT (fails the test if it does not).
+demo_start() {
+	demo_ctl start "$@" || fail "demo_start $*: the demo service did not start"
+}
+
+# demo_stop NAME: graceful stop (SIGTERM: in-flight requests finish), SIGKILL
+# after DEMO_STOP_TIMEOUT (10) seconds.
+demo_stop() {
+	demo_ctl stop "$1"
+}
+
+# demo_pid NAME: the pid of a running demo service (status 3 if not running).
+demo_pid() {
+	demo_ctl status "$1"
+}
+
+# demo_stop_all [STATE_DIR]: stop every demo service with a pid file there.
+demo_stop_all() {
+	local dir=${1:-${DEMO_STATE_DIR:-}} f name
+	[ -n "$dir" ] && [ -d "$dir" ] || return 0
+	for f in "$dir"/*.pid; do
+		[ -e "$f" ] || continue
+		name=$(basename "$f" .pid)
+		bash "$TEST_LIB_DIR/demo-ctl.sh" -d "$dir" -t 5 stop "$name" >/dev/null 2>&1 || true
+	done
+	return 0
+}
+
+# expect_http URL STATUS [ERE]: GET URL answers STATUS (and the body matches ERE).
+expect_http() {
+	local code
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	code=$(curl -sS --max-time 10 -o "$TEST_SCRATCH/http.body" -w '%{http_code}' "$1" 2>"$TEST_SCRATCH/http.err")
+	if [ "$code" != "$2" ]; then
+		show_file body "$TEST_SCRATCH/http.body"
+		show_file curl "$TEST_SCRATCH/http.err"
+		fail "GET $1: expected HTTP $2, got $code"
+		return 1
+	fi
+	[ $# -lt 3 ] || grep -qE -e "$3" "$TEST_SCRATCH/http.body" || {
+		show_file body "$TEST_SCRATCH/http.body"
+		fail "GET $1: body does not match /$3/"
+	}
+}
+
+# http_version URL: the "version" a demo service answers at URL (via curl).
+http_version() {
+	curl -fsS --max-time 10 "$1" | "$TEST_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["version"])'
+}
+
+# load_start URL [LOAD_PY_ARGS...]: run tests/lib/load.py URL in the background
+# (default --concurrency 4 --max-seconds 120; add --duration S, --count N,
+# --rate R ...) and wait until it got a first successful response. Sets
+# LOAD_PID, LOAD_OUT (the summary, ./load-N.json, written when it stops) and
+# LOAD_MARKS (the --mark-file, see load_mark). One run at a time.
+LOAD_RUNS=0
+load_start() {
+	local url=$1 i
+	shift
+	LOAD_RUNS=$((LOAD_RUNS + 1))
+	LOAD_OUT=$TEST_SCRATCH/load-$LOAD_RUNS.json
+	LOAD_MARKS=$TEST_SCRATCH/load-$LOAD_RUNS.marks
+	local ready=$TEST_SCRATCH/load-$LOAD_RUNS.ready
+	rm -f "$LOAD_OUT" "$LOAD_MARKS" "$ready"
+	"$TEST_PYTHON" "$TEST_LIB_DIR/load.py" "$url" --concurrency 4 --max-seconds 120 \
+		--out "$LOAD_OUT" --mark-file "$LOAD_MARKS" --ready-file "$ready" \
+		--parent-pid $$ "$@" </dev/null >/dev/null 2>"$TEST_SCRATCH/load-$LOAD_RUNS.err" &
+	LOAD_PID=$!
+	test_register_server load "$LOAD_PID"
+	for ((i = 0; i < 200; i++)); do
+		[ -e "$ready" ] && return 0
+		[ ! -e "$LOAD_OUT" ] && kill -0 "$LOAD_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -e "$ready" ] && return 0
+	show_file load.err "$TEST_SCRATCH/load-$LOAD_RUNS.err"
+	fail "load_start: no successful response from $url within 10 s"
+}
+
+# load_mark LABEL: record a timestamp in LOAD_MARKS; the summary's "window"
+# covers the requests between the first and the last mark.
+load_mark() {
+	printf '%s %s\n' "$1" "$EPOCHREALTIME" >>"$LOAD_MARKS"
+}
+
+# load_stop [PID]: stop the load client (SIGTERM: it completes the requests in
+# flight) and wait for its summary in LOAD_OUT; load_wait waits for a run
+# bounded by --duration/--count to end by itself.
+load_stop() {
+	local pid=${1:-${LOAD_PID:-}}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	load_wait "$pid"
+}
+
+load_wait() {
+	local pid=${1:-${LOAD_PID:-}} i
+	[ -n "$pid" ] || return 0
+	wait "$pid" 2>/dev/null || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "load $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	if [ "$pid" = "${LOAD_PID:-}" ] && [ ! -s "$LOAD_OUT" ]; then
+		show_file load.err "$TEST_SCRATCH/load-$LOAD_RUNS.err"
+		fail "load client $pid wrote no summary ($LOAD_OUT)"
+	fi
+	return 0
+}
+
+# expect_load PYTHON-EXPR: the last load summary (bound to d) satisfies EXPR,
+# e.g. expect_load 'd["failed"] == 0 and d["last_version"] == "v2"'.
+expect_load() {
+	expect_json "$LOAD_OUT" "$1"
 }
 
 # ---- opsctl --------------------------------------------------------------
