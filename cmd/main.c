@@ -21,7 +21,8 @@
 static const struct cmd_struct commands[] = {
 	{ "health", cmd_health, CMD_USES_CONFIG, "probe HTTP endpoints, PostgreSQL, TCP, disk, memory" },
 	{ "migrate", cmd_migrate, CMD_USES_CONFIG, "apply, undo, check and create versioned SQL migrations" },
-	{ "rollback", cmd_rollback, CMD_USES_CONFIG, "undo migrations down to a version (--schema)" },
+	{ "rollback", cmd_rollback, CMD_USES_CONFIG, "return to the previous release, or undo migrations (--schema)" },
+	{ "deploy", cmd_deploy, CMD_USES_CONFIG, "backup, unpack, migrate, switch, restart, health-gate, roll back on failure" },
 	{ "backup", cmd_backup, CMD_USES_CONFIG, "create, list, verify and prune verified backup sets" },
 	{ "restore", cmd_restore, CMD_USES_CONFIG, "restore a backup into a new database, then swap it in" },
 	{ "help", cmd_help, 0, "show help for opsctl or a command" },
@@ -176,6 +177,14 @@ void cmd_print_json(cJSON *doc)
 	}
 	free(s);
 	cJSON_Delete(doc);
+}
+
+void cmd_json_error(cJSON *doc, const struct ops_error *e)
+{
+	cJSON *o = cJSON_AddObjectToObject(doc, "error");
+	cJSON_AddStringToObject(o, "message", e->msg.buf);
+	if (e->hint.len)
+		cJSON_AddStringToObject(o, "hint", e->hint.buf);
 }
 
 char *cmd_config_path(const struct opsctl_ctx *ctx, const char *value)

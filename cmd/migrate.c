@@ -26,6 +26,7 @@ static const char *const migrate_usage[] = {
 };
 
 static const char *const rollback_usage[] = {
+	"opsctl rollback [RELEASE] [--with-schema] [--reason TEXT]",
 	"opsctl rollback --schema VERSION [--dir DIR]",
 	NULL,
 };
@@ -34,6 +35,8 @@ struct migrate_opts {
 	const char *to;
 	const char *dir;
 	const char *schema;
+	const char *reason;
+	int with_schema;
 	int allow_out_of_order;
 	int exit_code;
 };
@@ -594,6 +597,8 @@ int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct run r;
 	int n, code;
 	const struct opt options[] = {
+		{ OPT_BOOL, 0, "with-schema", &o.with_schema, NULL, "also undo the migrations the release being left applied", 0, NULL },
+		{ OPT_STRING, 0, "reason", &o.reason, "TEXT", "why, for the history (deploy list)", 0, NULL },
 		{ OPT_STRING, 0, "schema", &o.schema, "VERSION", "undo migrations above VERSION (= migrate down --to VERSION)", 0, NULL },
 		{ OPT_STRING, 0, "dir", &o.dir, "DIR", "migrations directory (default: [migrations] dir or ./migrations)", 0, NULL },
 		OPT_END_MARK,
@@ -607,10 +612,27 @@ int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_OK;
 	if (n < 0)
 		return OPS_EXIT_USAGE;
-	if (!o.schema || n) {
-		term_error(&ctx->term, n ? "unexpected argument '%s'" : "'rollback' needs --schema VERSION%s",
-			   n ? argv[0] : "");
-		term_hint(&ctx->term, "rolling back a release arrives with 'opsctl deploy'; today rollback undoes migrations");
+	if (!o.schema) {
+		if (n > 1 || o.dir) {
+			term_error(&ctx->term, n > 1 ? "unexpected argument '%s'" : "option '--dir' goes with --schema%s",
+				   n > 1 ? argv[1] : "");
+			opts_usage(stderr, rollback_usage, NULL);
+			return OPS_EXIT_USAGE;
+		}
+		/* without a deploy setup, 'rollback 3' most likely meant the migrations */
+		if (!ctx->have_config || !config_get(&ctx->cfg, "deploy", NULL, "root")) {
+			term_error(&ctx->term, "'rollback%s%s' needs --schema VERSION (to undo migrations) or a [deploy] root in the config (to return to a release)",
+				   n ? " " : "", n ? argv[0] : "");
+			term_hint(&ctx->term, "to undo migrations: opsctl rollback --schema VERSION");
+			opts_usage(stderr, rollback_usage, NULL);
+			return OPS_EXIT_USAGE;
+		}
+		return cmd_rollback_release(ctx, n ? argv[0] : NULL, o.with_schema, o.reason);
+	}
+	if (n || o.with_schema || o.reason) {
+		term_error(&ctx->term, n ? "unexpected argument '%s'" : "'%s' does not go with --schema",
+			   n ? argv[0] : o.with_schema ? "--with-schema" : "--reason");
+		term_hint(&ctx->term, "'rollback RELEASE' returns to a release; 'rollback --schema VERSION' undoes migrations");
 		opts_usage(stderr, rollback_usage, NULL);
 		return OPS_EXIT_USAGE;
 	}

@@ -46,6 +46,10 @@ struct cmd_struct {
 int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_migrate(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_rollback(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_deploy(int argc, const char **argv, struct opsctl_ctx *ctx);
+/* rollback without --schema: back to the previous (or the given) release
+ * through the deploy's switch-restart-gate path (cmd/deploy.c). */
+int cmd_rollback_release(struct opsctl_ctx *ctx, const char *release, int with_schema, const char *reason);
 int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx);
@@ -64,6 +68,9 @@ int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e);
 /* Writes a cJSON document to stdout (takes ownership and frees it). */
 struct cJSON;
 void cmd_print_json(struct cJSON *doc);
+/* "error": {"message": ..., "hint": ...} (hint only when there is one), the
+ * same in every command's JSON document. */
+void cmd_json_error(struct cJSON *doc, const struct ops_error *e);
 
 /* [app] state_dir, $OPSCTL_STATE_DIR, or /var/lib/opsctl/NAME for root and
  * $XDG_STATE_HOME/opsctl/NAME (~/.local/state/...) for others, NAME being

@@ -4,10 +4,11 @@
 # (tests/integration/t0900-docs.sh checks that none is missing).
 
 _opsctl_global_opts='-c --config --env-file -o --output --json -q --quiet -v --verbose --no-color -n --dry-run -y --yes --lock-wait --db --version -h --help'
-_opsctl_commands='health migrate rollback backup restore help'
+_opsctl_commands='health migrate rollback deploy backup restore help'
 _opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require --expect --warn --crit --nagios --metrics-file -h --help'
 _opsctl_migrate_subcommands='up down status validate repair new baseline'
-_opsctl_rollback_opts='--schema --dir -h --help'
+_opsctl_rollback_opts='--with-schema --reason --schema --dir -h --help'
+_opsctl_deploy_opts='--strategy --no-backup --no-migrate --sha256 --reason -n --dry-run -h --help'
 _opsctl_backup_subcommands='create list verify prune'
 _opsctl_restore_opts='--target-db -j --jobs --files --no-files --dir -h --help'
 
@@ -50,6 +51,22 @@ _opsctl_check_names() {
 	awk '/^[ \t]*\[[ \t]*[Cc][Hh][Ee][Cc][Kk][ \t]+"[^"]+"[ \t]*\]/ {
 		s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); print s
 	}' "$conf" 2>/dev/null
+}
+
+# The release ids under [deploy] root/releases of the config.
+_opsctl_release_ids() {
+	local conf root d
+	conf=$(_opsctl_config_file)
+	[ -r "$conf" ] || return 0
+	root=$(awk '/^[ \t]*\[/ { on = ($0 ~ /^[ \t]*\[[ \t]*[Dd][Ee][Pp][Ll][Oo][Yy][ \t]*\]/) ; next }
+		on && /^[ \t]*root[ \t]*=/ { sub(/^[^=]*=[ \t]*/, ""); sub(/[ \t]*[;#].*$/, ""); print; exit }' "$conf" 2>/dev/null)
+	[ -n "$root" ] || return 0
+	case $root in /*) ;; *) root=$(dirname "$conf")/$root ;; esac
+	for d in "$root"/releases/*/; do
+		[ -d "$d" ] || continue
+		d=${d%/}
+		printf '%s\n' "${d##*/}"
+	done
 }
 
 # COMPREPLY from a word list, one candidate per line (names may hold spaces).
@@ -245,14 +262,34 @@ _opsctl() {
 			return
 			;;
 		esac
-		[[ $cur == -* || -z $cur ]] && COMPREPLY=($(compgen -W "$_opsctl_rollback_opts" -- "$cur"))
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_rollback_opts" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$_opsctl_rollback_opts $(_opsctl_release_ids)" -- "$cur"))
+		fi
+		;;
+	deploy)
+		case $prev in
+		--strategy)
+			COMPREPLY=($(compgen -W 'symlink blue-green' -- "$cur"))
+			return
+			;;
+		--sha256 | --reason) return ;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_deploy_opts" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W 'list status' -- "$cur"))
+			compopt -o filenames 2>/dev/null
+			COMPREPLY+=($(compgen -f -- "$cur"))
+		fi
 		;;
 	backup)
 		local sub=""
 		for ((i = i + 1; i < COMP_CWORD; i++)); do
 			w=${COMP_WORDS[i]}
 			case $w in
-			--dir | --format | --compression) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+			--dir | --format | --compression | -j | --jobs) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
 			-*) ;;
 			*)
 				sub=$w
@@ -266,18 +303,22 @@ _opsctl() {
 			return
 			;;
 		--format)
-			COMPREPLY=($(compgen -W 'custom plain' -- "$cur"))
+			COMPREPLY=($(compgen -W 'directory custom plain' -- "$cur"))
 			return
 			;;
 		--compression)
 			COMPREPLY=($(compgen -W 'zstd gzip none' -- "$cur"))
 			return
 			;;
+		-j | --jobs)
+			COMPREPLY=($(compgen -W '1 2 4 8' -- "$cur"))
+			return
+			;;
 		esac
 		if [[ $cur == -* ]]; then
 			case $sub in
-			"" | create) COMPREPLY=($(compgen -W '--no-prune --dir --format --compression -h --help' -- "$cur")) ;;
-			verify) COMPREPLY=($(compgen -W '--restore-test --dir -h --help' -- "$cur")) ;;
+			"" | create) COMPREPLY=($(compgen -W '--no-prune --dir --format --compression -j --jobs -h --help' -- "$cur")) ;;
+			verify) COMPREPLY=($(compgen -W '--restore-test -j --jobs --dir -h --help' -- "$cur")) ;;
 			*) COMPREPLY=($(compgen -W '--dir -h --help' -- "$cur")) ;;
 			esac
 			return
@@ -289,7 +330,7 @@ _opsctl() {
 			local n=0
 			for ((i = i + 1; i < COMP_CWORD; i++)); do
 				case ${COMP_WORDS[i]} in
-				--dir) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+				--dir | -j | --jobs) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
 				-*) ;;
 				*) n=$((n + 1)) ;;
 				esac

@@ -242,13 +242,14 @@ complete -c opsctl -n __opsctl_no_command -s h -l help -d 'show the global optio
 # commands
 complete -c opsctl -n __opsctl_no_command -a health -d 'probe HTTP endpoints, PostgreSQL, TCP, disk, memory'
 complete -c opsctl -n __opsctl_no_command -a migrate -d 'apply, undo, check and create versioned SQL migrations'
-complete -c opsctl -n __opsctl_no_command -a rollback -d 'undo migrations down to a version (--schema)'
+complete -c opsctl -n __opsctl_no_command -a rollback -d 'return to the previous release, or undo migrations (--schema)'
+complete -c opsctl -n __opsctl_no_command -a deploy -d 'backup, unpack, migrate, switch, restart, health-gate, roll back on failure'
 complete -c opsctl -n __opsctl_no_command -a backup -d 'create, list, verify and prune verified backup sets'
 complete -c opsctl -n __opsctl_no_command -a restore -d 'restore a backup into a new database, then swap it in'
 complete -c opsctl -n __opsctl_no_command -a help -d 'show help for opsctl or a command'
 
 # help COMMAND
-complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback backup restore help'
+complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback deploy backup restore help'
 
 # migrate
 complete -c opsctl -n __opsctl_migrate_needs_sub -a up -d 'apply the pending migrations (the default)'
@@ -265,7 +266,19 @@ complete -c opsctl -n '__opsctl_using migrate' -l dir -x -a '(__fish_complete_di
 complete -c opsctl -n '__opsctl_using migrate' -s h -l help -d 'show the options'
 complete -c opsctl -n '__opsctl_migrate_sub_is baseline' -a '(__opsctl_migration_versions)' -d 'version'
 
+# deploy
+complete -c opsctl -n '__opsctl_using deploy' -a 'list status' -d 'subcommand'
+complete -c opsctl -n '__opsctl_using deploy' -l strategy -x -a 'symlink blue-green' -d 'deploy strategy'
+complete -c opsctl -n '__opsctl_using deploy' -l no-backup -d 'skip the database backup'
+complete -c opsctl -n '__opsctl_using deploy' -l no-migrate -d "do not apply the release's migrations"
+complete -c opsctl -n '__opsctl_using deploy' -l sha256 -x -d 'refuse the artifact unless its SHA-256 is HEX'
+complete -c opsctl -n '__opsctl_using deploy' -l reason -x -d 'why, for the history'
+complete -c opsctl -n '__opsctl_using deploy' -s n -l dry-run -d 'print the plan, change nothing'
+complete -c opsctl -n '__opsctl_using deploy' -s h -l help -d 'show the options'
+
 # rollback
+complete -c opsctl -n '__opsctl_using rollback' -l with-schema -d 'also undo the migrations the release being left applied'
+complete -c opsctl -n '__opsctl_using rollback' -l reason -x -d 'why, for the history'
 complete -c opsctl -n '__opsctl_using rollback' -l schema -x -a '(__opsctl_migration_versions)' -d 'undo migrations above VERSION'
 complete -c opsctl -n '__opsctl_using rollback' -l dir -x -a '(__fish_complete_directories)' -d 'migrations directory'
 complete -c opsctl -n '__opsctl_using rollback' -s h -l help -d 'show the options'
@@ -276,8 +289,9 @@ complete -c opsctl -n __opsctl_backup_needs_sub -a list -d 'show the backup sets
 complete -c opsctl -n __opsctl_backup_needs_sub -a verify -d 'check a set against its manifest'
 complete -c opsctl -n __opsctl_backup_needs_sub -a prune -d 'apply the retention policy'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l no-prune -d 'create: keep every old backup this time'
-complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l format -x -a 'custom plain' -d 'create: custom (pg_restore) or plain (psql)'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l format -x -a 'directory custom plain' -d 'create: directory or custom (pg_restore), or plain (psql)'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l compression -x -a 'zstd gzip none' -d 'create: zstd, gzip or none'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create verify' -s j -l jobs -x -a '1 2 4 8' -d 'create, verify --restore-test: parallel pg_dump/pg_restore jobs'
 complete -c opsctl -n '__opsctl_backup_sub_is verify' -l restore-test -d 'verify: also restore into a scratch database'
 complete -c opsctl -n '__opsctl_using backup' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
 complete -c opsctl -n '__opsctl_using backup' -s h -l help -d 'show the options'
@@ -285,7 +299,7 @@ complete -c opsctl -n __opsctl_backup_verify_needs_id -a '(__opsctl_backup_ids)'
 
 # restore
 complete -c opsctl -n '__opsctl_using restore' -l target-db -x -d 'restore beside the live database under NAME (no swap)'
-complete -c opsctl -n '__opsctl_using restore' -s j -l jobs -x -a '1 2 4 8' -d 'parallel pg_restore jobs for custom-format backups'
+complete -c opsctl -n '__opsctl_using restore' -s j -l jobs -x -a '1 2 4 8' -d 'parallel pg_restore jobs (default: [backup] jobs or CPUs, at most 4; custom sets: 1)'
 complete -c opsctl -n '__opsctl_using restore' -l files -d 'also put the paths archive back'
 complete -c opsctl -n '__opsctl_using restore' -l no-files -d 'do not put the paths archive back'
 complete -c opsctl -n '__opsctl_using restore' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'

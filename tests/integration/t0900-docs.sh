@@ -62,7 +62,7 @@ squeeze() {
 # both --name and --no-name.
 help_options() {
 	grep -E '^    -' "$1" | sed -E 's/^ +//; s/  .*//; s/--\[no-\]([a-zA-Z][-a-zA-Z]*)/--\1, --no-\1/g' |
-		grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z]*' | sed 's/^[ ,]//' | sort -u
+		grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z0-9]*' | sed 's/^[ ,]//' | sort -u
 }
 
 # word_in WORD FILE: WORD appears as a whole word (dashes count as word).
@@ -114,7 +114,7 @@ check_page() {
 			tag = substr($0, 8, 7)
 		print tag
 	}
-	{ prev = $0 }' "options-$name" | grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z]*' | sed 's/^[ ,]//' | sort -u >"tags-$name"
+	{ prev = $0 }' "options-$name" | grep -oE '(^|[ ,])--?[a-zA-Z][-a-zA-Z0-9]*' | sed 's/^[ ,]//' | sort -u >"tags-$name"
 	while read -r opt; do
 		TEST_CHECKS=$((TEST_CHECKS + 1))
 		case $opt in -h | --help) continue ;; esac
