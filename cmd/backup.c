@@ -185,7 +185,7 @@ static int fail_json(struct opsctl_ctx *ctx, const char *command)
 		cJSON *doc = cJSON_CreateObject();
 		cJSON_AddStringToObject(doc, "command", command);
 		cJSON_AddNumberToObject(doc, "exit", ctx->err.code);
-		cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+		cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	}
 	return cmd_fail(ctx, NULL);
@@ -367,7 +367,7 @@ out:
 		removed = NULL;
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code)
-			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+			cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	} else if (made.id && !ctx->quiet) {
 		struct strbuf size = STRBUF_INIT;
@@ -509,7 +509,7 @@ static int do_verify(struct opsctl_ctx *ctx, const struct bk_settings *s, const 
 		cJSON_AddBoolToObject(doc, "ok", ret == 0);
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code)
-			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+			cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	} else if (ret == 0 && !ctx->quiet) {
 		printf("%s  ok%s\n", e->id, test ? " (checksums and a restore test)" : " (checksums)");
@@ -775,7 +775,7 @@ done:
 		cJSON_AddNumberToObject(doc, "duration_ms", (double)rr.duration_ms);
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code)
-			cJSON_AddStringToObject(doc, "error", ctx->err.msg.buf);
+			cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	} else if (code == 0 && !ctx->quiet) {
 		printf("restored %s into %s in %.1fs%s%s\n", e->id, rr.restored_as, (double)rr.duration_ms / 1000.0,

@@ -961,8 +961,9 @@ static uint64_t free_bytes(const char *dir)
 	return statvfs(dir, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize : 0;
 }
 
-/* Where the decompressed dump goes: beside the sets (the backup filesystem
- * is the one sized for dumps), else $TMPDIR; the one with room. */
+/* The work directory of a directory set's restore (toc.dat, the large
+ * objects, the placeholders): beside the sets (the backup filesystem is the
+ * one sized for dumps), else $TMPDIR; the one with `need` bytes free. */
 static int make_work_dir(const struct bk_entry *e, const char *dbname, uint64_t need, char **out,
 			 struct ops_error *err)
 {

@@ -10,10 +10,12 @@
  * is what pg_restore reads after `zstd -d` of every .zst file (pg_restore
  * reads .gz data files itself).
  *
- * Restore: the files are decompressed on every core into a temporary
- * directory, and pg_restore -j restores from it as from any dump directory.
- * (Named pipes would save the space, but pg_restore refuses data files that
- * are not regular files since 15.20.) */
+ * Restore: pg_restore (since 15.20) reads data files only when they are
+ * regular files, so the table data is not given to it: dd_inject streams
+ * each table's data, decompressed as it is read, into psql after the COPY
+ * statement pg_restore prints for it (backup.c runs the steps); dd_unpack
+ * writes what pg_restore must read itself (toc.dat, large objects) into a
+ * work directory. */
 #ifndef OPSCTL_DUMPDIR_H
 #define OPSCTL_DUMPDIR_H
 

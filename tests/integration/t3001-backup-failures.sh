@@ -87,7 +87,7 @@ expect_no_grep "$pw" err
 after_failure "no such database"
 # the same in JSON
 expect_exit 1 ob --db "$(pg_db_url no_such_db)" --output json backup
-expect_json out 'd["exit"] == 1 and "no_such_db" in d["error"] and d["command"] == "backup create" and "id" not in d'
+expect_json out 'd["exit"] == 1 and "no_such_db" in d["error"]["message"] and d["command"] == "backup create" and "id" not in d'
 after_failure "no such database (json)"
 
 # ---- a role that may not read a table: pg_dump itself fails ------------------------

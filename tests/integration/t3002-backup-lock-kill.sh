@@ -78,7 +78,7 @@ expect_grep 'hint: .*--lock-wait' err
 expect_exit 75 ob -q backup
 expect_grep "pid $first" err
 expect_exit 75 ob --output json backup
-expect_json out 'd["exit"] == 75 and "pid '"$first"'" in d["error"] and "id" not in d'
+expect_json out 'd["exit"] == 75 and "pid '"$first"'" in d["error"]["message"] and "id" not in d'
 # prune and restore wait for the same lock
 expect_exit 75 ob backup prune
 expect_grep "pid $first" err

@@ -158,7 +158,7 @@ expect_grep 'no retention policy' err
 expect_grep 'hint: .*keep_last' err
 expect_exit 3 o none.conf -n backup prune
 expect_exit 3 o none.conf --output json backup prune
-expect_json out 'd["command"] == "backup prune" and d["exit"] == 3 and "no retention policy" in d["error"]'
+expect_json out 'd["command"] == "backup prune" and d["exit"] == 3 and "no retention policy" in d["error"]["message"]'
 expect_ids "prune without a policy" "$(listed backups)" "$all"
 # a backup without a policy prunes nothing
 expect_exit 0 o none.conf backup

@@ -88,7 +88,7 @@ expect_grep "backup '$bad' is damaged: the SHA-256 of '$big_re' does not match t
 expect_grep '^hint: ' err
 [ ! -s out ] || fail "a failed verify printed on stdout"
 expect_exit 5 ob --output json backup verify "$bad"
-expect_json out 'd["ok"] is False and d["exit"] == 5 and "'"$big"'" in d["error"]'
+expect_json out 'd["ok"] is False and d["exit"] == 5 and "'"$big"'" in d["error"]["message"]'
 [ ! -e "backups/$bad/verified.json" ] || fail "a damaged set was marked verified"
 expect_exit 0 ob backup list
 expect_grep "^$bad .* no$" out

@@ -79,7 +79,7 @@ expect_grep 'hint: .*--yes' err
 untouched "restore without --yes"
 expect_exit 10 ob restore "$id"
 expect_exit 10 ob --output json restore latest
-expect_json out 'd["exit"] == 10 and "confirmation" in d["error"]'
+expect_json out 'd["exit"] == 10 and "confirmation" in d["error"]["message"] and "--yes" in d["error"]["hint"]'
 untouched "restore --output json without --yes"
 [ ! -e svc.log ] || fail "the service was stopped by a refused restore"
 [ "$(cat uploads/a.txt)" = changed ] || fail "the files were touched by a refused restore"

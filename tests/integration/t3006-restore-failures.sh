@@ -104,7 +104,7 @@ tail -n 1 "$OPSCTL_STATE_DIR/history.jsonl" >last.json
 expect_json last.json 'd["command"] == "restore" and d["outcome"] == "failed" and d["exit"] == 1 and "no_such_function_here" in d["error"]'
 expect_json last.json '"previous_as" not in d'
 expect_exit 1 ob --output json --yes restore "$bad"
-expect_json out 'd["exit"] == 1 and "no_such_function_here" in d["error"] and "previous_as" not in d'
+expect_json out 'd["exit"] == 1 and "no_such_function_here" in d["error"]["message"] and "previous_as" not in d'
 untouched "a bad statement in the dump (json)"
 # --target-db: the half-built target is dropped too
 expect_exit 1 ob restore "$bad" --target-db side
@@ -238,7 +238,7 @@ expect_grep "no backup 'shop-19990101T000000Z'" err
 expect_grep "hint: .*backup list" err
 untouched "an unknown id"
 expect_exit 2 ob --output json --yes restore nope
-expect_json out 'd["exit"] == 2 and "nope" in d["error"]' 
+expect_json out 'd["exit"] == 2 and "nope" in d["error"]["message"]' 
 expect_exit 2 ob --yes restore --dir "$TEST_SCRATCH/no-backups-here" latest
 expect_grep 'no backup yet' err
 expect_exit 2 ob --yes restore a b
