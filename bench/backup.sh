@@ -30,8 +30,14 @@
 #            15's `-f /dev/null` fails: pg_dump fsyncs its -f file, /dev/null refuses)
 # Restores (each into a new database; the peers' CREATE DATABASE is timed too):
 #   opsctl --yes restore SET          the default (directory) set: verify,
-#                                     create, decompress on 2 cores into a work
-#                                     directory, pg_restore -j2, row-count check, swap
+#                                     create, then three steps: pg_restore
+#                                     --section=pre-data (the schema); the table
+#                                     data streamed, decompressed as it is read,
+#                                     into psql on --jobs lanes (default: the
+#                                     CPUs, at most 4), nothing decompressed to
+#                                     disk; pg_restore --section=post-data -jN
+#                                     (indexes, constraints); then the row-count
+#                                     check (as many connections) and the swap
 #   opsctl --yes restore CUSTOM-SET   pg_restore from the decompressed stream (one job)
 #   psql     createdb; gunzip -c f.sql.gz | psql (the seeds' restore)
 #   pgr-j2   createdb; pg_restore -j2 -d NEW f.dump

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A tour of `opsctl health` against a throwaway PostgreSQL and a demo HTTP
-# service, everything in a temporary directory that is removed at the end.
+# A tour of opsctl against a throwaway PostgreSQL and demo HTTP services:
+# health checks, migrations, backup and restore, then a deploy of a good
+# release and of a bad one that rolls itself back. Everything lives in a
+# temporary directory that is removed at the end.
 # Exits 0 only when every step behaved as shown.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -183,6 +185,82 @@ step "restore: into a new database, checked, then swapped in (the old one kept a
 pg_psql "DELETE FROM users"
 run 0 opsctl -c opsctl.conf --yes restore latest
 say "users after the restore: $(pg_psql 'SELECT count(*) FROM users'); databases: $(pg_psql "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'postgres%'")"
+
+step "deploy: releases of the demo service, switched atomically and health-gated"
+# tests/lib/demo-service.py stands in for the app: GET / answers with the
+# version of the release it was started from, and /actuator/health as that
+# release's behaviour.json says. demo-ctl.sh starts and stops it the way
+# systemd would (detached, a pid file): it is opsctl's [service] restart.
+# The symlink strategy needs no proxy (no nginx).
+demo_setup
+app_port=$(free_port)
+mkdir -p app/shared/logs && echo "SECRET=kept-across-releases" >app/shared/.env
+cat >>opsctl.conf <<EOF
+
+[deploy]
+root = $TEST_SCRATCH/app
+shared = .env logs
+keep_releases = 3
+checks = app
+
+[service]
+restart = $DEMO_CTL restart app $app_port $TEST_SCRATCH/app/current
+timeout = 30s
+
+[health]
+wait = 6s
+interval = 200ms
+consecutive = 2
+
+[check "app"]
+url = http://127.0.0.1:$app_port/actuator/health
+EOF
+sed -n '/^\[deploy\]/,$p' opsctl.conf | sed "s|$TEST_SCRATCH|\$DEMO|g; s/^/    /" >&2
+# make_release NAME VERSION BEHAVIOUR: NAME.tar.gz as a CI build makes it: the
+# demo service's VERSION and behaviour.json, and the migrations so far.
+make_release() {
+	rm -rf "build-$1" && mkdir -p "build-$1" &&
+		printf '%s\n' "$2" >"build-$1/VERSION" && printf '%s\n' "$3" >"build-$1/behaviour.json" &&
+		cp -r migrations "build-$1/" && tar -czf "$1.tar.gz" -C "build-$1" . && rm -rf "build-$1"
+}
+# serving: the version the demo service answers GET / with, or "nothing".
+serving() {
+	local v
+	v=$(curl -fsS --max-time 5 "http://127.0.0.1:$app_port/" 2>/dev/null |
+		"$TEST_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)
+	echo "${v:-nothing}"
+}
+cat >migrations/005_create_orders.sql <<'SQL'
+CREATE TABLE orders (id bigserial PRIMARY KEY, user_id bigint REFERENCES users (id), total numeric(10,2) NOT NULL);
+SQL
+echo 'DROP TABLE orders;' >migrations/rollback/005_create_orders.down.sql
+make_release ai-chat-1.0 v1.0 '{"healthy_after_ms": 1500}' || exit 1
+say "ai-chat-1.0.tar.gz, a good release: healthy 1.5 s after it starts; it brings migration 005"
+say "steps: lock, preflight, backup, unpack, link shared/, migrate, switch, restart, gate, record"
+run 0 opsctl -c opsctl.conf deploy --reason release-1.0 ai-chat-1.0.tar.gz
+good=$(readlink app/current)
+v=$(serving)
+say "GET / answers version '$v'; current -> $good; table orders exists: $(pg_psql "SELECT to_regclass('orders') IS NOT NULL")"
+[ "$v" = v1.0 ] || {
+	say "!! expected v1.0 to serve"
+	broken=$((broken + 1))
+}
+
+step "deploy: a bad release that never turns healthy rolls itself back (exit 7)"
+make_release ai-chat-1.1 v1.1 '{"never_healthy": true}' || exit 1
+say "ai-chat-1.1.tar.gz: its /actuator/health answers 503 DOWN for ever; the gate waits 6 s,"
+say "then opsctl switches current back to $good, restarts it and gates it again"
+run 7 opsctl -c opsctl.conf deploy --reason release-1.1 ai-chat-1.1.tar.gz
+v=$(serving)
+say "after the automatic rollback GET / answers version '$v'; current -> $(readlink app/current)"
+[ "$v" = v1.0 ] && [ "$(readlink app/current)" = "$good" ] || {
+	say "!! expected v1.0 ($good) to serve again"
+	broken=$((broken + 1))
+}
+
+step "the deploy history: outcome, artifact checksum, migrations, backup, duration"
+run 0 opsctl -c opsctl.conf deploy list
+run 0 opsctl -c opsctl.conf deploy status
 
 step "stopping everything"
 if [ "$broken" -gt 0 ]; then
