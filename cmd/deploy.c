@@ -286,14 +286,6 @@ static const char *jget_str(const cJSON *obj, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static void add_error(cJSON *doc, const struct ops_error *err)
-{
-	cJSON *e = cJSON_AddObjectToObject(doc, "error");
-	cJSON_AddStringToObject(e, "message", err->msg.buf);
-	if (err->hint.len)
-		cJSON_AddStringToObject(e, "hint", err->hint.buf);
-}
-
 /* A failure before anything started: the short report. */
 static int fail_early(struct opsctl_ctx *ctx, const char *command)
 {
@@ -302,7 +294,7 @@ static int fail_early(struct opsctl_ctx *ctx, const char *command)
 		cJSON_AddStringToObject(doc, "command", command);
 		cJSON_AddStringToObject(doc, "outcome", ops_exit_name(ctx->err.code));
 		cJSON_AddNumberToObject(doc, "exit", ctx->err.code);
-		add_error(doc, &ctx->err);
+		cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	}
 	return cmd_fail(ctx, NULL);
@@ -322,7 +314,7 @@ static void print_result(struct opsctl_ctx *ctx, const struct dp_result *res, in
 		cJSON_AddStringToObject(doc, "outcome", ops_exit_name(code));
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code && ctx->err.code)
-			add_error(doc, &ctx->err);
+			cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	} else if (code == 0 && res->release) {
 		printf("%s\n", res->release);

@@ -135,12 +135,8 @@ static void json_finish(struct run *r, cJSON *doc, int code)
 {
 	cJSON_AddNumberToObject(doc, "duration_ms", (double)(clock_now_ms() - r->started));
 	cJSON_AddNumberToObject(doc, "exit", code);
-	if (code && r->ctx->err.code) {
-		cJSON *e = cJSON_AddObjectToObject(doc, "error");
-		cJSON_AddStringToObject(e, "message", r->ctx->err.msg.buf);
-		if (r->ctx->err.hint.len)
-			cJSON_AddStringToObject(e, "hint", r->ctx->err.hint.buf);
-	}
+	if (code && r->ctx->err.code)
+		cmd_json_error(doc, &r->ctx->err);
 	cmd_print_json(doc);
 }
 

@@ -583,3 +583,137 @@ out:
 	strbuf_release(&reason);
 	return ret;
 }
+
+/* ---- COPY FROM STDIN ---- */
+
+#define COPY_STALL_MS (10 * 60 * 1000)
+
+/* Waits until the connection's socket is ready for events, at most stall_ms. */
+static int copy_wait(PGconn *conn, short events, int64_t stall_ms, struct ops_error *err)
+{
+	struct pollfd pfd;
+	int rc;
+
+	pfd.fd = PQsocket(conn);
+	pfd.events = events;
+	pfd.revents = 0;
+	do {
+		rc = poll(&pfd, 1, (int)(stall_ms > 0 ? stall_ms : COPY_STALL_MS));
+	} while (rc < 0 && errno == EINTR);
+	if (rc == 0)
+		return ops_error_set(err, OPS_EXIT_UNREACHABLE, "the server did not take the data for %llds",
+				     (long long)((stall_ms > 0 ? stall_ms : COPY_STALL_MS) / 1000));
+	if (rc < 0)
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot wait for the server: %s", ops_strerror(errno));
+	return 0;
+}
+
+static int copy_failed(PGconn *conn, const PGresult *r, struct ops_error *err)
+{
+	struct strbuf reason = STRBUF_INIT;
+	int ret;
+
+	const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *context = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
+
+	if (primary) {
+		/* "invalid input syntax for type integer: "x" (COPY items, line 5, column id: "x")" */
+		strbuf_addstr(&reason, primary);
+		if (context && *context)
+			strbuf_addf(&reason, " (%.*s)", (int)strcspn(context, "\n"), context);
+	} else {
+		clean_pq_message(&reason, r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	}
+	if (!reason.len)
+		clean_pq_message(&reason, PQerrorMessage(conn));
+	ret = ops_error_set(err, OPS_EXIT_FAILED, "%s", reason.len ? reason.buf : "COPY failed");
+	strbuf_release(&reason);
+	return ret;
+}
+
+/* The next result, waiting on the socket (never blocking without a bound). */
+static int copy_result(PGconn *conn, int64_t stall_ms, PGresult **res, struct ops_error *err)
+{
+	int ret = 0;
+
+	while (PQisBusy(conn)) {
+		if ((ret = copy_wait(conn, POLLIN, stall_ms, err)) < 0)
+			return ret;
+		if (!PQconsumeInput(conn))
+			return copy_failed(conn, NULL, err);
+	}
+	*res = PQgetResult(conn);
+	return 0;
+}
+
+int db_copy_begin(PGconn *conn, const char *sql, int64_t stall_ms, struct ops_error *err)
+{
+	PGresult *r = NULL;
+	int ret;
+
+	if (!PQsendQuery(conn, sql))
+		return copy_failed(conn, NULL, err);
+	ret = copy_result(conn, stall_ms, &r, err);
+	if (ret == 0 && (!r || PQresultStatus(r) != PGRES_COPY_IN))
+		ret = copy_failed(conn, r, err);
+	if (r)
+		PQclear(r);
+	if (ret == 0 && PQsetnonblocking(conn, 1) != 0)
+		ret = copy_failed(conn, NULL, err);
+	return ret;
+}
+
+int db_copy_put(PGconn *conn, const void *buf, size_t len, int64_t stall_ms, struct ops_error *err)
+{
+	const char *p = buf;
+
+	while (len) {
+		int chunk = len > (1 << 30) ? 1 << 30 : (int)len;
+		int rc = PQputCopyData(conn, p, chunk);
+		if (rc < 0)
+			return copy_failed(conn, NULL, err);
+		if (rc == 0) {
+			/* libpq's buffer is full: wait for the server to read */
+			int ret = copy_wait(conn, POLLOUT, stall_ms, err);
+			if (ret < 0)
+				return ret;
+			if (PQflush(conn) < 0)
+				return copy_failed(conn, NULL, err);
+			continue;
+		}
+		p += chunk;
+		len -= (size_t)chunk;
+	}
+	return PQflush(conn) < 0 ? copy_failed(conn, NULL, err) : 0;
+}
+
+int db_copy_end(PGconn *conn, int64_t stall_ms, long long *rows, struct ops_error *err)
+{
+	PGresult *r = NULL;
+	int rc, ret = 0;
+
+	while ((rc = PQputCopyEnd(conn, NULL)) == 0)
+		if ((ret = copy_wait(conn, POLLOUT, stall_ms, err)) < 0)
+			return ret;
+	if (rc < 0)
+		return copy_failed(conn, NULL, err);
+	while ((rc = PQflush(conn)) == 1)
+		if ((ret = copy_wait(conn, POLLOUT, stall_ms, err)) < 0)
+			return ret;
+	if (rc < 0 || PQsetnonblocking(conn, 0) != 0)
+		return copy_failed(conn, NULL, err);
+	ret = copy_result(conn, stall_ms, &r, err);
+	if (ret == 0 && (!r || PQresultStatus(r) != PGRES_COMMAND_OK))
+		ret = copy_failed(conn, r, err);
+	if (ret == 0 && rows)
+		*rows = atoll(PQcmdTuples(r));
+	if (r)
+		PQclear(r);
+	/* the end of the command's results */
+	while (ret == 0 && (ret = copy_result(conn, stall_ms, &r, err)) == 0 && r) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			ret = copy_failed(conn, r, err);
+		PQclear(r);
+	}
+	return ret;
+}

@@ -47,6 +47,18 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	    int64_t timeout_ms, PGresult **res, struct ops_error *err);
 
+/* COPY ... FROM STDIN, the data sent in chunks of any size. stall_ms bounds
+ * each wait for the server (to accept more data, to answer): 0 = 10 minutes.
+ * db_copy_begin sends sql and fails unless the server is ready for data;
+ * db_copy_put queues a chunk; db_copy_end finishes, waits for the server's
+ * verdict and sets *rows (may be NULL) to the rows it loaded. After an error
+ * the connection is unusable: PQfinish it. Errors: OPS_EXIT_FAILED with the
+ * server's message ("COPY public.messages: invalid input syntax ..."), or
+ * OPS_EXIT_UNREACHABLE when the server stalled past stall_ms. */
+int db_copy_begin(PGconn *conn, const char *sql, int64_t stall_ms, struct ops_error *err);
+int db_copy_put(PGconn *conn, const void *buf, size_t len, int64_t stall_ms, struct ops_error *err);
+int db_copy_end(PGconn *conn, int64_t stall_ms, long long *rows, struct ops_error *err);
+
 /* What PostgreSQL said about a failed statement, beyond its message. */
 struct db_diag {
 	int position;         /* 1-based character position in the statement; 0 if none */

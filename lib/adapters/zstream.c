@@ -630,8 +630,11 @@ static int reader_emit(struct zs_reader *r, const void *buf, size_t len, struct 
 
 	if (!len)
 		return 0;
-	ret = write_all(r->out_fd, r->o->out_name, buf, len, r->o->progress, r->o->progress_arg,
-			r->st->in_bytes, r->st->out_bytes, err);
+	if (r->o->sink)
+		ret = r->o->sink(buf, len, r->o->sink_arg, err);
+	else
+		ret = write_all(r->out_fd, r->o->out_name, buf, len, r->o->progress, r->o->progress_arg,
+				r->st->in_bytes, r->st->out_bytes, err);
 	if (ret)
 		return ret;
 	r->st->out_bytes += len;

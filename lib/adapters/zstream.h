@@ -74,6 +74,10 @@ struct zs_decompress_opts {
 	const char *out_name;   /* for messages: where the plain bytes go ("psql") */
 	zs_progress_fn progress; /* may be NULL */
 	void *progress_arg;
+	/* instead of writing out_fd (which is then ignored): the plain bytes
+	 * are given to sink, which returns 0 or an error it has set in err */
+	int (*sink)(const void *buf, size_t len, void *arg, struct ops_error *err);
+	void *sink_arg;
 };
 
 struct zs_decompress_stats {

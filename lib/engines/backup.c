@@ -5,6 +5,7 @@
 #include "adapters/archive.h"
 #include "adapters/hash.h"
 #include "base/exitcode.h"
+#include "base/sqlsplit.h"
 #include "system/clock.h"
 #include "system/fs.h"
 #include "system/proc.h"
@@ -1009,13 +1010,34 @@ static int make_work_dir(const struct bk_entry *e, const char *dbname, uint64_t 
  * regular files, so it cannot read our .zst files through pipes, and
  * decompressing them first costs a second per GB before anything loads.
  * Instead: (1) pg_restore --section=pre-data makes the tables; (2) the
- * table data is streamed, decompressed as it goes, into psql on --jobs
- * lanes (the biggest tables spread first): each lane's psql reads the
- * output of `pg_restore -f - -L LANE` (session settings and one COPY
- * statement per table, the data files being empty placeholders) with each
- * table's data inserted after its COPY line (dd_inject); the other data
- * (sequence values, large objects) goes through pg_restore itself;
- * (3) pg_restore --section=post-data -j N builds indexes and constraints. */
+ * table data is streamed, decompressed as it is read, into COPY ... FROM
+ * STDIN on --jobs connections ("lanes", the biggest tables spread first):
+ * each lane runs the session settings and COPY statements that
+ * `pg_restore -f - -L LANE` prints for its tables (their data files being
+ * empty placeholders), each COPY followed by its table's data; meanwhile the
+ * rest of the data section (sequence values, large objects) goes through
+ * pg_restore itself; (3) pg_restore --section=post-data -j N builds indexes
+ * and constraints while the rows are counted. */
+
+static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname, int jobs,
+			size_t *checked, struct ops_error *err);
+
+/* The row counts, in a thread while the indexes are built. */
+struct count_job {
+	const struct bk_entry *e;
+	const struct bk_restore_opts *o;
+	const char *dbname;
+	size_t *checked;
+	struct ops_error err;
+	int ret;
+};
+
+static void *count_run(void *arg)
+{
+	struct count_job *j = arg;
+	j->ret = compare_rows(j->e, j->o->db, j->dbname, j->o->jobs, j->checked, &j->err);
+	return NULL;
+}
 
 struct restore_run {
 	const struct bk_restore_opts *o;
@@ -1066,16 +1088,89 @@ static int restore_step(struct restore_run *r, const char *const *argv, const ch
 	return ret;
 }
 
+struct copy_sink {
+	PGconn *conn;
+	int64_t stall_ms;
+	struct lane *lane;
+	uint64_t base;
+};
+
+static int copy_put(const void *buf, size_t len, void *arg, struct ops_error *err)
+{
+	struct copy_sink *c = arg;
+	return db_copy_put(c->conn, buf, len, c->stall_ms, err);
+}
+
+static int copy_progress(uint64_t in_bytes, uint64_t out_bytes, void *arg)
+{
+	struct copy_sink *c = arg;
+	(void)out_bytes;
+	atomic_store(&c->lane->bytes, c->base + in_bytes);
+	return atomic_load(&c->lane->run->stop);
+}
+
+/* One table's data: its COPY statement, then the file decompressed straight
+ * into the connection, its SHA-256 checked. */
+static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const struct dd_file *f,
+		      uint64_t *done, struct ops_error *err)
+{
+	struct restore_run *r = l->run;
+	char *path = xstrfmt("%s/%s", r->src, f->name);
+	struct copy_sink cs = { conn, r->o->timeout_ms, l, *done };
+	struct zs_decompress_opts zo;
+	struct zs_decompress_stats st;
+	int in = -1, ret;
+
+	memset(&st, 0, sizeof(st));
+	ret = db_copy_begin(conn, copy_sql, cs.stall_ms, err);
+	if (ret == 0) {
+		in = open(path, O_RDONLY | O_CLOEXEC);
+		if (in < 0)
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "cannot read '%s': %s", path, ops_strerror(errno));
+	}
+	if (ret == 0) {
+		memset(&zo, 0, sizeof(zo));
+		zo.in_name = path;
+		zo.out_name = r->dbname;
+		zo.progress = copy_progress;
+		zo.progress_arg = &cs;
+		zo.sink = copy_put;
+		zo.sink_arg = &cs;
+		ret = zs_decompress(in, -1, &zo, &st, err);
+		*done += st.in_bytes;
+	}
+	if (ret == 0 && strcmp(st.in_sha256, f->sha256))
+		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' changed since it was verified", path);
+	if (ret == 0)
+		ret = db_copy_end(conn, cs.stall_ms, NULL, err);
+	if (ret < 0 && err->code != OPS_EXIT_INTEGRITY && err->code != OPS_EXIT_ABORTED)
+		ops_error_prefix(err, "loading '%s'", path);
+	if (in >= 0)
+		close(in);
+	free(path);
+	return ret;
+}
+
+/* A lane: the session settings and COPY statements come from
+ * `pg_restore -f - -L LIST` on the placeholders (pg_restore knows the
+ * columns, the quoting and the settings its data needs); each statement is
+ * run on our connection, each COPY followed by its table's data. */
 static void *lane_run(void *arg)
 {
 	struct lane *l = arg;
 	struct restore_run *r = l->run;
-	const char *pgr[8], *psql[12];
-	struct proc_stream_opts po;
-	struct proc_child from = { -1, -1, 0, NULL }, to = { -1, -1, 0, NULL };
-	struct ops_error perr = OPS_ERROR_INIT;
+	const char *pgr[8];
+	struct strbuf script = STRBUF_INIT, sql = STRBUF_INIT;
+	struct sql_script parts = SQL_SCRIPT_INIT;
+	struct proc_opts po;
+	struct proc_result res;
+	struct db_target t;
+	PGconn *conn = NULL;
+	uint64_t done = 0;
+	size_t k = 0;
 	int ret, n = 0;
 
+	db_target_with_dbname(&t, r->o->db, r->dbname);
 	pgr[n++] = r->o->pg_restore;
 	pgr[n++] = "--format=directory";
 	pgr[n++] = "--file=-";
@@ -1083,41 +1178,57 @@ static void *lane_run(void *arg)
 	pgr[n++] = l->list;
 	pgr[n++] = r->work;
 	pgr[n] = NULL;
-	n = 0;
-	psql[n++] = r->o->psql;
-	psql[n++] = "-X";
-	psql[n++] = "--quiet";
-	psql[n++] = "--no-password";
-	psql[n++] = "--set=ON_ERROR_STOP=1";
-	psql[n++] = "--output=/dev/null";
-	psql[n++] = "--dbname";
-	psql[n++] = r->dbname;
-	psql[n] = NULL;
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)r->env;
-	po.timeout_ms = r->o->timeout_ms;
-	po.capture_max = 64 * 1024;
-	po.pipes = PROC_PIPE_STDOUT;
-	ret = proc_start(pgr, &po, &from, &l->err);
-	po.pipes = PROC_PIPE_STDIN;
-	if (ret == 0)
-		ret = proc_start(psql, &po, &to, &l->err);
-	if (ret == 0)
-		ret = dd_inject(from.out_fd, to.in_fd, r->src, l->files, l->nfiles, &l->bytes, &r->stop, &l->err);
-	if (ret < 0 && l->err.code != OPS_EXIT_INTEGRITY && l->err.code != OPS_EXIT_ABORTED && to.priv) {
-		/* psql's own failure explains a broken pipe best */
-		if (proc_finish(&to, 10000, NULL, &perr) < 0)
-			ops_error_set(&l->err, perr.code, "%s", perr.msg.buf);
+	po.timeout_ms = 120000;
+	po.out = &script;
+	po.capture_max = (size_t)256 << 20;
+	ret = proc_run_checked(pgr, &po, &res, &l->err);
+	/* psql's backslash commands (\restrict) are for psql, not the server */
+	for (char *p = script.buf; ret == 0 && p && *p;) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+		if (*p != '\\')
+			strbuf_add(&sql, p, len);
+		p = nl ? nl + 1 : NULL;
 	}
 	if (ret == 0)
-		ret = proc_finish(&from, 30000, NULL, &l->err);
+		ret = sql_split(sql.buf, sql.len, &parts, &l->err);
 	if (ret == 0)
-		ret = proc_finish(&to, 0, NULL, &l->err);
+		ret = db_connect(&conn, &t, "opsctl restore", 10000, &l->err);
+	for (size_t i = 0; ret == 0 && i < parts.nr; i++) {
+		const struct sql_stmt *st = &parts.stmts[i];
+		char *body;
+		if (!st->body_len)
+			continue;
+		body = xstrndup(sql.buf + st->body_start, st->body_len);
+		if (starts_with(body, "COPY ") && ends_with(body, " FROM stdin")) {
+			if (k == l->nfiles)
+				ret = ops_error_set(&l->err, OPS_EXIT_FAILED,
+						    "pg_restore printed more COPY statements than expected");
+			else
+				ret = copy_table(l, conn, body, l->files[k++], &done, &l->err);
+		} else {
+			PGresult *pr = NULL;
+			ret = db_exec(conn, body, 0, NULL, 60000, &pr, &l->err);
+			if (pr)
+				PQclear(pr);
+		}
+		free(body);
+		if (atomic_load(&r->stop) && ret == 0)
+			ret = ops_error_set(&l->err, OPS_EXIT_ABORTED, "interrupted");
+	}
+	if (ret == 0 && k != l->nfiles)
+		ret = ops_error_set(&l->err, OPS_EXIT_FAILED, "pg_restore printed %zu COPY statements, expected %zu",
+				    k, l->nfiles);
 	if (ret < 0)
 		atomic_store(&r->stop, 1); /* the other lanes stop too */
-	proc_kill(&from);
-	proc_kill(&to);
-	ops_error_release(&perr);
+	if (conn)
+		PQfinish(conn);
+	sql_script_release(&parts);
+	strbuf_release(&script);
+	strbuf_release(&sql);
+	db_target_release(&t);
 	atomic_store(&l->done, 1);
 	return NULL;
 }
@@ -1175,7 +1286,7 @@ static int write_list(const char *path, const struct strbuf *sb, struct ops_erro
 }
 
 static int load_directory(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
-			  struct ops_error *err)
+			  size_t *checked, struct ops_error *err)
 {
 	char *src = join(e->path, BK_DUMP_DIR), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
 	char *work = NULL, *others_list = NULL;
@@ -1273,12 +1384,8 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 				       "--no-password", "--dbname", dbname, work, NULL };
 		ret = restore_step(&r, argv, "schema", err);
 	}
-	/* (2) the data: sequences and large objects by pg_restore, the tables streamed */
-	if (ret == 0) {
-		const char *argv[] = { o->pg_restore, "--format=directory", "--section=data", "--use-list", others_list,
-				       "--exit-on-error", "--no-password", "--dbname", dbname, work, NULL };
-		ret = restore_step(&r, argv, "data", err);
-	}
+	/* (2) the data: the tables streamed on the lanes, and meanwhile sequences
+	 * and large objects by pg_restore */
 	for (int i = 0; i < nlanes && ret == 0; i++) {
 		sigset_t all, old;
 		if (!lanes[i].nfiles)
@@ -1291,6 +1398,13 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot start a restore thread");
 			atomic_store(&r.stop, 1);
 		}
+	}
+	if (ret == 0) {
+		const char *argv[] = { o->pg_restore, "--format=directory", "--section=data", "--use-list", others_list,
+				       "--exit-on-error", "--no-password", "--dbname", dbname, work, NULL };
+		ret = restore_step(&r, argv, "data", err);
+		if (ret < 0)
+			atomic_store(&r.stop, 1);
 	}
 	for (;;) {
 		int running = 0;
@@ -1322,11 +1436,27 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		if (bad && (ret == 0 || bad->err.code == OPS_EXIT_INTEGRITY))
 			ret = ops_error_set(err, bad->err.code, "%s", bad->err.msg.buf);
 	}
-	/* (3) indexes and constraints, in parallel */
+	/* (3) indexes and constraints, in parallel, while the rows are counted */
 	if (ret == 0) {
 		const char *argv[] = { o->pg_restore, "--format=directory", "--section=post-data", jobs, "--exit-on-error",
 				       "--no-password", "--dbname", dbname, work, NULL };
+		struct count_job cj = { e, o, dbname, checked, OPS_ERROR_INIT, 0 };
+		pthread_t counter;
+		sigset_t all, old;
+		int counting;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		counting = pthread_create(&counter, NULL, count_run, &cj) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!counting)
+			count_run(&cj);
 		ret = restore_step(&r, argv, "indexes", err);
+		if (counting)
+			pthread_join(counter, NULL);
+		if (ret == 0 && cj.ret < 0)
+			ret = ops_error_set(err, cj.err.code, "%s", cj.err.msg.buf);
+		ops_error_release(&cj.err);
 	}
 out:
 	for (int i = 0; lanes && i < nlanes; i++) {
@@ -1356,7 +1486,7 @@ out:
 /* Feeds the dump into psql or pg_restore (stdin), or, for --jobs, writes
  * the decompressed dump next to the set and lets pg_restore read it. */
 static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
-		     struct ops_error *err)
+		     int *counted, size_t *checked, struct ops_error *err)
 {
 	const struct bk_file *f = bk_manifest_file(&e->m, "database");
 	char *path = f ? join(e->path, f->name) : NULL, *plain = NULL, *jobs = NULL;
@@ -1371,7 +1501,8 @@ static int load_dump(const struct bk_entry *e, const struct bk_restore_opts *o, 
 	int in = -1, out_fd = -1, ret = 0, n = 0;
 
 	if (!strcmp(e->m.format, "directory")) {
-		ret = load_directory(e, o, dbname, err);
+		ret = load_directory(e, o, dbname, checked, err);
+		*counted = 1;
 		goto out;
 	}
 	if (!f) {
@@ -1684,7 +1815,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	int64_t start = clock_now_ms();
 	time_t now = time(NULL);
 	struct tm tm;
-	int ret, exists = 0, created = 0, stopped = 0;
+	int ret, exists = 0, created = 0, stopped = 0, counted = 0;
 
 	memset(r, 0, sizeof(*r));
 	gmtime_r(&now, &tm);
@@ -1724,8 +1855,8 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	created = 1;
 	if (o->progress)
 		o->progress("load", 0, database_bytes(&e->m), o->progress_data);
-	ret = load_dump(e, o, fresh, err);
-	if (ret == 0) {
+	ret = load_dump(e, o, fresh, &counted, &r->tables_checked, err);
+	if (ret == 0 && !counted) {
 		if (o->progress)
 			o->progress("check", 0, e->m.ntables, o->progress_data);
 		ret = compare_rows(e, o->db, fresh, o->jobs, &r->tables_checked, err);

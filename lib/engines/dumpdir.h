@@ -11,11 +11,10 @@
  * reads .gz data files itself).
  *
  * Restore: pg_restore (since 15.20) reads data files only when they are
- * regular files, so the table data is not given to it: dd_inject streams
- * each table's data, decompressed as it is read, into psql after the COPY
- * statement pg_restore prints for it (backup.c runs the steps); dd_unpack
- * writes what pg_restore must read itself (toc.dat, large objects) into a
- * work directory. */
+ * regular files, so the table data is not given to it: backup.c streams
+ * each table's data, decompressed as it is read, into COPY FROM STDIN;
+ * dd_unpack writes what pg_restore must read itself (toc.dat, large
+ * objects) into a work directory. */
 #ifndef OPSCTL_DUMPDIR_H
 #define OPSCTL_DUMPDIR_H
 
@@ -69,20 +68,6 @@ uint64_t dd_unpack_progress(const struct dd_unpack_state *s);
  * failure dst_dir holds what was written: the caller removes it. */
 int dd_unpack(const char *src_dir, const struct dd_file *files, size_t nfiles, const char *dst_dir,
 	      int workers, struct dd_unpack_state *state, struct ops_error *err);
-
-/* The data of a directory dump streamed into psql: from_fd is the output of
- * `pg_restore -f - -L LIST DIR` for TABLE DATA entries whose data files in
- * DIR are empty placeholders, so it holds the session settings and, for
- * each entry in LIST order, its COPY ... FROM stdin; statement and no data.
- * Everything is copied to to_fd (psql's stdin), and after the k-th COPY
- * statement the plain content of src_dir/files[k] (decompressed by its
- * magic, its SHA-256 checked: OPS_EXIT_INTEGRITY "changed since it was
- * verified"), which ends with pg_dump's "\." line. Fails when the script
- * holds another number of COPY statements than files. *bytes (may be NULL)
- * counts the compressed bytes read; a nonzero *stop aborts ("interrupted").
- * A write to a psql that died fails with EPIPE (block SIGPIPE first). */
-int dd_inject(int from_fd, int to_fd, const char *src_dir, const struct dd_file *const *files, size_t n,
-	      _Atomic uint64_t *bytes, const _Atomic int *stop, struct ops_error *err);
 
 /* 1 if name is a data file pg_dump -Fd writes ("3021.dat", "blob_16400.dat"),
  * which the follower compresses; toc.dat and blobs.toc are not. */

@@ -166,6 +166,39 @@ fi
 expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/no/such/pg_restore|" --yes restore "$custom"
 expect_grep "cannot run '.*no/such/pg_restore'" err
 untouched "no pg_restore"
+# a directory set whose table data the server refuses (its checksum made to match)
+badd=shop-20250106T000000Z
+cp -a "backups/$custom" "backups/$badd"
+big=$(cd "backups/$badd" && ls -S db/*.zst | head -n 1)
+zstd -q -dc "backups/$badd/$big" | sed '5s/^[0-9]*\t/not-a-number\t/' | zstd -q -c >bad.zst && mv bad.zst "backups/$badd/$big"
+"$TEST_PYTHON" - "backups/$badd" <<'EOF'
+import hashlib, json, os, sys
+d = sys.argv[1]
+m = json.load(open(d + "/manifest.json"))
+for f in m["files"]:
+    data = open(os.path.join(d, f["name"]), "rb").read()
+    f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+m["size_bytes"] = sum(f["size"] for f in m["files"])
+m["id"] = os.path.basename(d)
+json.dump(m, open(d + "/manifest.json", "w"), indent=1)
+EOF
+expect_exit 0 ob backup verify "$badd"
+expect_exit 1 ob --yes restore "$badd" --jobs 2
+expect_grep "loading '.*$big'.*invalid input syntax for type integer: \"not-a-number\"" err
+untouched "table data the server refuses"
+rm -rf "backups/$badd"
+# and pg_restore failing while it prints the lanes' COPY statements
+cat >lane_dying_pg_restore <<EOF
+#!/bin/sh
+case "\$*" in
+*--file=-*) "$TEST_PG_BINDIR/pg_restore" "\$@" | head -c 300; echo "pg_restore: error: simulated crash while printing" >&2; exit 1 ;;
+esac
+exec "$TEST_PG_BINDIR/pg_restore" "\$@"
+EOF
+chmod +x lane_dying_pg_restore
+expect_exit 1 with_conf "s|^\[backup\]\$|[backup]\npg_restore = $TEST_SCRATCH/lane_dying_pg_restore|" --yes restore "$custom"
+expect_grep "lane_dying_pg_restore' failed with exit status 1: pg_restore: error: simulated crash while printing" err
+untouched "pg_restore failing while it prints the COPY statements"
 
 # ---- [service] stop fails: nothing swapped, the new database dropped --------------------------------
 rm -f svc.log

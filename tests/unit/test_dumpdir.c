@@ -330,88 +330,6 @@ static void test_follow_failure_is_reported(void **state)
 	free(dir);
 }
 
-static void write_zst(const char *path, const char *text, char sha[65])
-{
-	struct zs_writer w = ZS_WRITER_INIT;
-	struct ops_error err = OPS_ERROR_INIT;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(zs_writer_open(&w, fd, path, ZS_ZSTD, 0, 1, &err), 0);
-	assert_int_equal(zs_write(&w, text, strlen(text), &err), 0);
-	assert_int_equal(zs_writer_close(&w, sha, &err), 0);
-	close(fd);
-	ops_error_release(&err);
-}
-
-/* pg_restore's script with the data put in after each COPY statement (one
- * spread over two lines), everything else passed through as it was. */
-static void test_inject(void **state)
-{
-	static const char script[] = "SET client_encoding = 'UTF8';\n\n--\n-- Data for Name: a\n--\n\n"
-				     "COPY public.a (x) FROM stdin;\n--\n-- Data for Name: b\n--\n\n"
-				     "COPY public.\"b\n2\" (y) FROM stdin;\n--\n-- done\n";
-	static const char want[] = "SET client_encoding = 'UTF8';\n\n--\n-- Data for Name: a\n--\n\n"
-				   "COPY public.a (x) FROM stdin;\n1\n2\n\\.\n\n\n--\n-- Data for Name: b\n--\n\n"
-				   "COPY public.\"b\n2\" (y) FROM stdin;\nz\n\\.\n\n\n--\n-- done\n";
-	char *dir = xstrfmt("%s/inj", scratch), *p1, *p2, *outp = xstrfmt("%s/inj.out", scratch);
-	struct dd_file f[2];
-	const struct dd_file *list[2] = { &f[0], &f[1] };
-	struct ops_error err = OPS_ERROR_INIT;
-	struct strbuf sb = STRBUF_INIT;
-	_Atomic uint64_t bytes = 0;
-	_Atomic int stop = 0;
-	int pfd[2], out;
-	(void)state;
-
-	assert_int_equal(mkdir(dir, 0700), 0);
-	memset(f, 0, sizeof(f));
-	f[0].name = "10.dat.zst";
-	f[1].name = "11.dat.zst";
-	p1 = xstrfmt("%s/%s", dir, f[0].name);
-	p2 = xstrfmt("%s/%s", dir, f[1].name);
-	write_zst(p1, "1\n2\n\\.\n\n\n", f[0].sha256);
-	write_zst(p2, "z\n\\.\n\n\n", f[1].sha256);
-
-	assert_int_equal(pipe(pfd), 0);
-	assert_int_equal(write(pfd[1], script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
-	close(pfd[1]);
-	out = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(dd_inject(pfd[0], out, dir, list, 2, &bytes, &stop, &err), 0);
-	close(pfd[0]);
-	close(out);
-	read_all(outp, &sb);
-	assert_string_equal(sb.buf, want);
-	assert_true(bytes > 0);
-
-	/* one COPY statement more than files, or fewer: refused */
-	assert_int_equal(pipe(pfd), 0);
-	assert_int_equal(write(pfd[1], script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
-	close(pfd[1]);
-	out = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(dd_inject(pfd[0], out, dir, list, 1, NULL, NULL, &err), -OPS_EXIT_FAILED);
-	assert_non_null(strstr(err.msg.buf, "more COPY statements"));
-	close(pfd[0]);
-	close(out);
-
-	/* a file that changed since it was verified */
-	f[1].sha256[0] = f[1].sha256[0] == '0' ? '1' : '0';
-	assert_int_equal(pipe(pfd), 0);
-	assert_int_equal(write(pfd[1], script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
-	close(pfd[1]);
-	out = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(dd_inject(pfd[0], out, dir, list, 2, NULL, NULL, &err), -OPS_EXIT_INTEGRITY);
-	assert_non_null(strstr(err.msg.buf, "11.dat.zst' changed since it was verified"));
-	close(pfd[0]);
-	close(out);
-
-	ops_error_release(&err);
-	strbuf_release(&sb);
-	free(p1);
-	free(p2);
-	free(dir);
-	free(outp);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,7 +339,6 @@ int main(void)
 		cmocka_unit_test(test_none_leaves_files),
 		cmocka_unit_test(test_gzip_names),
 		cmocka_unit_test(test_follow_failure_is_reported),
-		cmocka_unit_test(test_inject),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);
