@@ -33,7 +33,7 @@
 #                                     create, then three steps: pg_restore
 #                                     --section=pre-data (the schema); the table
 #                                     data streamed, decompressed as it is read,
-#                                     into psql on --jobs lanes (default: the
+#                                     into COPY on --jobs connections (default: the
 #                                     CPUs, at most 4), nothing decompressed to
 #                                     disk; pg_restore --section=post-data -jN
 #                                     (indexes, constraints); then the row-count
