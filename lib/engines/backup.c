@@ -1285,6 +1285,11 @@ static int write_list(const char *path, const struct strbuf *sb, struct ops_erro
 	return fs_write_atomic(path, sb->buf, sb->len, 0600, err);
 }
 
+static int lane_error_rank(const struct lane *l)
+{
+	return l->err.code == OPS_EXIT_INTEGRITY ? 2 : l->err.code == OPS_EXIT_ABORTED ? 0 : 1;
+}
+
 static int load_directory(const struct bk_entry *e, const struct bk_restore_opts *o, const char *dbname,
 			  size_t *checked, struct ops_error *err)
 {
@@ -1423,14 +1428,14 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		clock_sleep_ms(50);
 	}
 	{
-		/* the cause to report: bad data first, then the first lane's failure */
+		/* the cause to report: bad data first, then a lane's own failure, and
+		 * only then "interrupted" (the other lanes stop when one fails) */
 		const struct lane *bad = NULL;
 		for (int i = 0; i < nlanes; i++) {
 			if (lanes[i].started)
 				pthread_join(lanes[i].thread, NULL);
 			lanes[i].started = 0;
-			if (lanes[i].err.code && (!bad || (lanes[i].err.code == OPS_EXIT_INTEGRITY &&
-							   bad->err.code != OPS_EXIT_INTEGRITY)))
+			if (lanes[i].err.code && (!bad || lane_error_rank(&lanes[i]) > lane_error_rank(bad)))
 				bad = &lanes[i];
 		}
 		if (bad && (ret == 0 || bad->err.code == OPS_EXIT_INTEGRITY))
