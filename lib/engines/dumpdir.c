@@ -465,7 +465,8 @@ int dd_follow_finish(struct dd_follow *f, struct dd_file **files, size_t *nfiles
 	ret = fs_fsync_dir(f->dir, err);
 	if (ret < 0)
 		goto out;
-	qsort(list, n, sizeof(*list), cmp_file);
+	if (n)
+		qsort(list, n, sizeof(*list), cmp_file);
 	*files = list;
 	*nfiles = n;
 	*plain_bytes = plain;
