@@ -77,8 +77,8 @@ struct dd_follow {
 	char *dir;
 	enum zs_codec codec;
 	int level, zthreads;
-	int ino;                /* inotify descriptor */
-	int overflowed;         /* events were lost: the directory is read again at the end */
+	int ino;                /* inotify descriptor (lost events are harmless: dd_follow_finish
+				 * reads the directory again and marks every file closed) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct follow_file **files;
@@ -344,8 +344,6 @@ int dd_follow_poll(struct dd_follow *f, int wait_ms, struct ops_error *err)
 		for (char *q = buf; q < buf + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)q;
 			q += sizeof(*ev) + ev->len;
-			if (ev->mask & IN_Q_OVERFLOW)
-				f->overflowed = 1;
 			if (!ev->len || !dd_is_data_name(ev->name))
 				continue;
 			if (ev->mask & (IN_CREATE | IN_MOVED_TO))
