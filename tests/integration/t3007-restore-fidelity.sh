@@ -3,7 +3,8 @@
 # (issue 4): names with quotes, spaces and a newline, generated and identity
 # columns, a partitioned table, an empty table, sequences moved on, a large
 # object, a materialized view, row security, triggers, unlogged tables, and
-# text with tabs, backslashes and newlines. Each format (directory, whose
+# text with tabs, backslashes and newlines, and one table far bigger than
+# the rest (the index step starts while it loads). Each format (directory, whose
 # table data opsctl streams into psql itself; custom; plain), the directory
 # one with 1, 2 and 3 jobs, is restored beside the source and compared with
 # it: every row, sequence values, large objects, and pg_dump --schema-only.
@@ -44,6 +45,14 @@ nl\" SELECT g, 'line1' || chr(10) || 'line2 \\ back' || chr(9) || 'tab', 'x' FRO
 	CREATE TRIGGER guard BEFORE INSERT ON owned FOR EACH ROW EXECUTE FUNCTION no_insert();
 	SELECT lo_from_bytea(424242, convert_to(repeat('large object ', 5000), 'UTF8'));
 	CREATE INDEX items_doc ON items USING gin (doc);
+	-- one table far bigger than the rest: its lane is still loading when the
+	-- others are done, so the indexes are built early; those on it, the
+	-- foreign key to it and the view of it must wait for its data
+	CREATE TABLE big (id int PRIMARY KEY, payload text);
+	INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 300000) g;
+	CREATE TABLE big_refs (big_id int REFERENCES big (id));
+	INSERT INTO big_refs SELECT g * 7 FROM generate_series(1, 1000) g;
+	CREATE MATERIALIZED VIEW big_count AS SELECT count(*) AS n FROM big;
 " >/dev/null || fail "seeding src"
 
 cat >opsctl.conf <<CONF
@@ -68,7 +77,8 @@ extras() { # DB: what a row fingerprint does not show
 		pg_dbsql "$1" "SELECT last_value FROM events_id_seq" &&
 		pg_dbsql "$1" "SELECT md5(lo_get(424242))" &&
 		pg_dbsql "$1" "SELECT count(*) FROM item_totals" &&
-		pg_dbsql "$1" "SELECT relrowsecurity FROM pg_class WHERE relname = 'secret'"
+		pg_dbsql "$1" "SELECT relrowsecurity FROM pg_class WHERE relname = 'secret'" &&
+		pg_dbsql "$1" "SELECT n FROM big_count"
 }
 src_rows=$(pg_db_fingerprint src)
 src_schema=$(schema src)
