@@ -1054,8 +1054,6 @@ struct lane {
 	uint64_t load;
 	_Atomic uint64_t bytes;
 	_Atomic int done;
-	_Atomic int copying_last;     /* the COPY of its last table has begun: it holds
-				       * that table's lock until the data is in */
 	pthread_t thread;
 	int started;
 	struct ops_error err;
@@ -1113,7 +1111,7 @@ static int copy_progress(uint64_t in_bytes, uint64_t out_bytes, void *arg)
 
 /* One table's data: its COPY statement, then the file decompressed straight
  * into the connection, its SHA-256 checked. */
-static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const struct dd_file *f, int last,
+static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const struct dd_file *f,
 		      uint64_t *done, struct ops_error *err)
 {
 	struct restore_run *r = l->run;
@@ -1125,8 +1123,6 @@ static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const 
 
 	memset(&st, 0, sizeof(st));
 	ret = db_copy_begin(conn, copy_sql, cs.stall_ms, err);
-	if (ret == 0 && last)
-		atomic_store(&l->copying_last, 1); /* the server has opened the table for COPY */
 	if (ret == 0) {
 		in = open(path, O_RDONLY | O_CLOEXEC);
 		if (in < 0)
@@ -1210,10 +1206,8 @@ static void *lane_run(void *arg)
 			if (k == l->nfiles)
 				ret = ops_error_set(&l->err, OPS_EXIT_FAILED,
 						    "pg_restore printed more COPY statements than expected");
-			else {
-				const struct dd_file *f = l->files[k++];
-				ret = copy_table(l, conn, body, f, k == l->nfiles, &done, &l->err);
-			}
+			else
+				ret = copy_table(l, conn, body, l->files[k++], &done, &l->err);
 		} else {
 			PGresult *pr = NULL;
 			ret = db_exec(conn, body, 0, NULL, 60000, &pr, &l->err);
@@ -1242,7 +1236,7 @@ static void *lane_run(void *arg)
 /* The TABLE DATA entries of `pg_restore -l` (their dump ids), and every
  * other line, which becomes the list of the rest of the data. */
 static int read_toc(struct restore_run *r, struct strbuf *table_lines, struct strbuf *other_lines,
-		    struct strbuf *early_lines, struct strbuf *matview_lines, struct ops_error *err)
+		    struct ops_error *err)
 {
 	const char *argv[6] = { r->o->pg_restore, "--format=directory", "--list", r->work, NULL, NULL };
 	struct strbuf out = STRBUF_INIT;
@@ -1261,18 +1255,11 @@ static int read_toc(struct restore_run *r, struct strbuf *table_lines, struct st
 		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
 		unsigned a, b;
 		int id, used = 0;
-		int entry = *p != ';' && sscanf(p, "%d; %u %u %n", &id, &a, &b, &used) == 3 && used;
-		if (entry && !strncmp(p + used, "TABLE DATA ", 11)) {
+		if (*p != ';' && sscanf(p, "%d; %u %u %n", &id, &a, &b, &used) == 3 && used &&
+		    !strncmp(p + used, "TABLE DATA ", 11))
 			strbuf_add(table_lines, p, len);
-		} else {
+		else
 			strbuf_add(other_lines, p, len);
-			/* REFRESH MATERIALIZED VIEW reads tables without waiting for their
-			 * COPY (ACCESS SHARE): never in the early index pass */
-			if (entry && !strncmp(p + used, "MATERIALIZED VIEW DATA ", 23))
-				strbuf_add(matview_lines, p, len);
-			else
-				strbuf_add(early_lines, p, len);
-		}
 		p = nl ? nl + 1 : NULL;
 	}
 	strbuf_release(&out);
@@ -1307,14 +1294,11 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 			  size_t *checked, struct ops_error *err)
 {
 	char *src = join(e->path, BK_DUMP_DIR), *jobs = xstrfmt("--jobs=%d", o->jobs > 0 ? o->jobs : 1);
-	char *work = NULL, *others_list = NULL, *early_list = NULL, *matview_list = NULL;
+	char *work = NULL, *others_list = NULL;
 	struct dd_file *files = xcalloc(e->m.nfiles + 1, sizeof(*files)), *plain = NULL;
 	const struct dd_file **tables = xcalloc(e->m.nfiles + 1, sizeof(*tables));
 	size_t nfiles = 0, nplain = 0, ntables = 0, plen = strlen(BK_DUMP_DIR "/");
 	struct strbuf table_lines = STRBUF_INIT, other_lines = STRBUF_INIT, sb = STRBUF_INIT;
-	struct strbuf early_lines = STRBUF_INIT, matview_lines = STRBUF_INIT;
-	struct proc_child early = { -1, -1, 0, NULL };
-	int early_started = 0;
 	struct restore_run r;
 	struct lane *lanes = NULL;
 	int nlanes = o->jobs > 0 ? o->jobs : 1, ret;
@@ -1349,7 +1333,7 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 	/* toc.dat and the large objects, which pg_restore reads itself */
 	ret = dd_unpack(src, plain, nplain, work, nlanes, NULL, err);
 	if (ret == 0)
-		ret = read_toc(&r, &table_lines, &other_lines, &early_lines, &matview_lines, err);
+		ret = read_toc(&r, &table_lines, &other_lines, err);
 	if (ret < 0)
 		goto out;
 	/* an empty placeholder for each table's data, and the lanes */
@@ -1394,14 +1378,8 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		ret = write_list(lanes[i].list, &sb, err);
 	}
 	others_list = xstrfmt("%s/others.list", work);
-	early_list = xstrfmt("%s/early.list", work);
-	matview_list = xstrfmt("%s/matview.list", work);
 	if (ret == 0)
 		ret = write_list(others_list, &other_lines, err);
-	if (ret == 0)
-		ret = write_list(early_list, &early_lines, err);
-	if (ret == 0)
-		ret = write_list(matview_list, &matview_lines, err);
 	if (ret < 0)
 		goto out;
 
@@ -1434,34 +1412,14 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 			atomic_store(&r.stop, 1);
 	}
 	for (;;) {
-		int running = 0, last_lane = -1;
+		int running = 0;
 		uint64_t done = 0;
 		for (int i = 0; i < nlanes; i++) {
-			if (lanes[i].started && !atomic_load(&lanes[i].done)) {
-				running++;
-				last_lane = i;
-			}
+			running |= lanes[i].started && !atomic_load(&lanes[i].done);
 			done += atomic_load(&lanes[i].bytes);
 		}
 		if (!running)
 			break;
-		/* (3) may start early: every other table is in, and the last one's
-		 * COPY holds its lock, so the indexes and constraints on it wait
-		 * for its data while those on the others are built meanwhile */
-		if (ret == 0 && !early_started && running == 1 && atomic_load(&lanes[last_lane].copying_last)) {
-			const char *argv[] = { o->pg_restore, "--format=directory", "--section=post-data", "--use-list",
-					       early_list, jobs, "--exit-on-error", "--no-password", "--dbname", dbname,
-					       work, NULL };
-			struct proc_stream_opts po;
-			memset(&po, 0, sizeof(po));
-			po.env_add = (const char *const *)r.env;
-			po.timeout_ms = o->timeout_ms;
-			po.capture_max = 64 * 1024;
-			ret = proc_start(argv, &po, &early, err);
-			early_started = ret == 0;
-			if (ret < 0)
-				atomic_store(&r.stop, 1);
-		}
 		if (o->progress && o->progress("restore", done, total, o->progress_data) && !atomic_load(&r.stop)) {
 			atomic_store(&r.stop, 1);
 			if (ret == 0)
@@ -1498,23 +1456,7 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (!counting)
 			count_run(&cj);
-		if (!early_started) {
-			ret = restore_step(&r, argv, "indexes", err);
-		} else {
-			/* the early pass, then the materialized views' data last */
-			const char *mv[] = { o->pg_restore, "--format=directory", "--section=post-data", "--use-list",
-					     matview_list, "--exit-on-error", "--no-password", "--dbname", dbname, work,
-					     NULL };
-			while (ret == 0 && !proc_exited(&early)) {
-				clock_sleep_ms(50);
-				if (o->progress && o->progress("indexes", 0, 0, o->progress_data))
-					ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
-			}
-			if (ret == 0)
-				ret = proc_finish(&early, 30000, NULL, err);
-			if (ret == 0 && matview_lines.len)
-				ret = restore_step(&r, mv, "views", err);
-		}
+		ret = restore_step(&r, argv, "indexes", err);
 		if (counting)
 			pthread_join(counter, NULL);
 		if (ret == 0 && cj.ret < 0)
@@ -1522,7 +1464,6 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		ops_error_release(&cj.err);
 	}
 out:
-	proc_kill(&early);
 	for (int i = 0; lanes && i < nlanes; i++) {
 		if (lanes[i].started)
 			pthread_join(lanes[i].thread, NULL);
@@ -1536,10 +1477,6 @@ out:
 	db_env_free(r.env);
 	strbuf_release(&table_lines);
 	strbuf_release(&other_lines);
-	strbuf_release(&early_lines);
-	strbuf_release(&matview_lines);
-	free(early_list);
-	free(matview_list);
 	strbuf_release(&sb);
 	free(files); /* the names were borrowed */
 	free(plain);

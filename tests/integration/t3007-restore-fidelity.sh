@@ -4,7 +4,7 @@
 # columns, a partitioned table, an empty table, sequences moved on, a large
 # object, a materialized view, row security, triggers, unlogged tables, and
 # text with tabs, backslashes and newlines, and one table far bigger than
-# the rest (the index step starts while it loads). Each format (directory, whose
+# the rest. Each format (directory, whose
 # table data opsctl streams into psql itself; custom; plain), the directory
 # one with 1, 2 and 3 jobs, is restored beside the source and compared with
 # it: every row, sequence values, large objects, and pg_dump --schema-only.
@@ -45,9 +45,8 @@ nl\" SELECT g, 'line1' || chr(10) || 'line2 \\ back' || chr(9) || 'tab', 'x' FRO
 	CREATE TRIGGER guard BEFORE INSERT ON owned FOR EACH ROW EXECUTE FUNCTION no_insert();
 	SELECT lo_from_bytea(424242, convert_to(repeat('large object ', 5000), 'UTF8'));
 	CREATE INDEX items_doc ON items USING gin (doc);
-	-- one table far bigger than the rest: its lane is still loading when the
-	-- others are done, so the indexes are built early; those on it, the
-	-- foreign key to it and the view of it must wait for its data
+	-- one table far bigger than the rest (one lane loads it alone), a
+	-- foreign key to it and a materialized view of it
 	CREATE TABLE big (id int PRIMARY KEY, payload text);
 	INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 300000) g;
 	CREATE TABLE big_refs (big_id int REFERENCES big (id));
