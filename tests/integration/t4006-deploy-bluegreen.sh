@@ -7,7 +7,9 @@
 # rollback (a failing after_switch hook), with the plain asynchronous
 # `nginx -s reload` and [deploy "blue-green"] drain. A release that never becomes
 # healthy never reaches the proxy; a failing proxy_test puts the old
-# upstream file back; rollback starts the old release in the idle slot.
+# upstream file back; rollback starts the old release in the idle slot; a
+# deploy killed (SIGKILL) at each blue-green step is undone, rolled back or
+# finished by `deploy status`, the proxy serving the right slot after each.
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
 require_opsctl
 { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || skip_all "no nginx (scripts/deps.sh installs it)"
@@ -30,6 +32,7 @@ cat >opsctl.conf <<EOF
 name = bg
 [deploy]
 strategy = blue-green
+keep_releases = 20
 root = app
 backup = no
 migrate = no
@@ -95,6 +98,39 @@ expect_load 'd["failed"] == 0 and d["last_version"] == "v2"'
 [ "$(readlink app/current)" = "releases/$id2" ] || fail "current after the rollback: $(readlink app/current)"
 expect_grep "^server 127\.0\.0\.1:$green;\$" "$NGINX_UPSTREAM_FILE"
 expect_exit 3 demo_ctl status blue
+
+# ---- SIGKILL at each blue-green step, then the recovery (deploy status) ----------------------
+# before the switch: the new slot is stopped and discarded; from the switch on: the old
+# upstream is put back and the old slot serves; at record: the deploy is finished
+journal=$OPSCTL_STATE_DIR/deploy/journal.json
+release v4
+for step in start switch restart after_switch gate record; do
+	live_before=$(readlink app/slots/live)
+	up_before=$(cat "$NGINX_UPSTREAM_FILE")
+	expect_exit 137 env OPSCTL_TEST_KILL_AT="$step" "$OPSCTL" deploy v4.tar.gz
+	expect_json "$journal" 'd["step"] == "'"$step"'" and d["kind"] == "deploy"'
+	expect_exit 0 opsctl --output json deploy status
+	expect_json out 'd["recovered"]["step"] == "'"$step"'" and d["in_progress"] is None'
+	[ ! -e "$journal" ] || fail "$step: the journal is still there"
+	case $step in
+	record)
+		expect_json out 'd["recovered"]["action"] == "finish"'
+		[ "$(readlink app/slots/live)" != "$live_before" ] || fail "$step: the finished deploy did not switch slots"
+		[ "$(http_version "$NGINX_URL/")" = v4 ] || fail "$step: nginx does not serve v4 after the finish"
+		;;
+	*)
+		[ "$(readlink app/slots/live)" = "$live_before" ] || fail "$step: live slot $(readlink app/slots/live), was $live_before"
+		[ "$(cat "$NGINX_UPSTREAM_FILE")" = "$up_before" ] || fail "$step: the upstream file was not put back"
+		[ "$(http_version "$NGINX_URL/")" = v2 ] || fail "$step: nginx no longer serves v2"
+		;;
+	esac
+	idle=blue
+	[ "$(readlink app/slots/live)" = blue ] && idle=green
+	expect_exit 3 demo_ctl status "$idle"
+done
+# back to v2 on the slot it had, for what follows
+expect_exit 0 opsctl rollback "$id2"
+[ "$(http_version "$NGINX_URL/")" = v2 ] || fail "nginx does not serve v2 after the rollback"
 
 # ---- never healthy: the proxy never sees it ----------------------------------------------
 release bad '{"never_healthy": true}'
