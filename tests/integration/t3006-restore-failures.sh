@@ -72,15 +72,9 @@ untouched() { # WHAT: live data, its identity, the database list, the service an
 	[ -z "$(ls -A backups tmp | grep '^\.restore')" ] || fail "$1: a work directory was left: $(ls -A backups tmp | tr '\n' ' ')"
 }
 
-# ---- a plain dump with a bad statement in the middle (checksums made to match) ------------------
-bad=shop-20250101T000000Z
-cp -a "backups/$plain" "backups/$bad"
-gunzip -c "backups/$plain/db.sql.gz" >dump.sql
-# after the items data, before orders: a statement that fails
-awk '/^COPY public.orders/ && !done { print "SELECT no_such_function_here();"; done = 1 } { print }' dump.sql >bad.sql
-grep -q no_such_function_here bad.sql || fail "could not edit the dump"
-gzip -c bad.sql >"backups/$bad/db.sql.gz"
-"$TEST_PYTHON" - "backups/$bad" <<'EOF'
+# reseal SET: the manifest's sizes and checksums made to match the files again
+reseal() {
+	"$TEST_PYTHON" - "$1" <<'EOF'
 import hashlib, json, os, sys
 d = sys.argv[1]
 m = json.load(open(d + "/manifest.json"))
@@ -91,6 +85,17 @@ m["size_bytes"] = sum(f["size"] for f in m["files"])
 m["id"] = os.path.basename(d)
 json.dump(m, open(d + "/manifest.json", "w"), indent=1)
 EOF
+}
+
+# ---- a plain dump with a bad statement in the middle (checksums made to match) ------------------
+bad=shop-20250101T000000Z
+cp -a "backups/$plain" "backups/$bad"
+gunzip -c "backups/$plain/db.sql.gz" >dump.sql
+# after the items data, before orders: a statement that fails
+awk '/^COPY public.orders/ && !done { print "SELECT no_such_function_here();"; done = 1 } { print }' dump.sql >bad.sql
+grep -q no_such_function_here bad.sql || fail "could not edit the dump"
+gzip -c bad.sql >"backups/$bad/db.sql.gz"
+reseal "backups/$bad"
 expect_exit 0 ob backup verify "$bad"
 rm -f svc.log
 expect_exit 1 ob --yes restore "$bad"
@@ -171,17 +176,7 @@ badd=shop-20250106T000000Z
 cp -a "backups/$custom" "backups/$badd"
 big=$(cd "backups/$badd" && ls -S db/*.zst | head -n 1)
 zstd -q -dc "backups/$badd/$big" | sed '5s/^[0-9]*\t/not-a-number\t/' | zstd -q -c >bad.zst && mv bad.zst "backups/$badd/$big"
-"$TEST_PYTHON" - "backups/$badd" <<'EOF'
-import hashlib, json, os, sys
-d = sys.argv[1]
-m = json.load(open(d + "/manifest.json"))
-for f in m["files"]:
-    data = open(os.path.join(d, f["name"]), "rb").read()
-    f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-m["size_bytes"] = sum(f["size"] for f in m["files"])
-m["id"] = os.path.basename(d)
-json.dump(m, open(d + "/manifest.json", "w"), indent=1)
-EOF
+reseal "backups/$badd"
 expect_exit 0 ob backup verify "$badd"
 expect_exit 1 ob --yes restore "$badd" --jobs 2
 expect_grep "loading '.*$big'.*invalid input syntax for type integer: \"not-a-number\"" err
