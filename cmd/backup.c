@@ -61,15 +61,6 @@ static void settings_release(struct bk_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* [backup] and the options, checked before anything runs. */
-/* Parallel dump and restore: one job per CPU we may run on, at most 4 (each
- * is a connection and a server process). */
-static long default_jobs(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < 1 ? 1 : n > 4 ? 4 : n;
-}
-
 #define JOBS_UNSET LONG_MIN
 
 /* A directory dump is restored in parallel by default; a custom dump only
@@ -81,6 +72,7 @@ static int restore_jobs(const struct bk_entry *e, long explicit_jobs, const stru
 	return !strcmp(e->m.format, "directory") ? (int)s->jobs : 1;
 }
 
+/* [backup] and the options, checked before anything runs. */
 static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char *format_opt,
 			 const char *compression_opt, struct bk_settings *s)
 {
@@ -106,7 +98,7 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 	v = compression_opt ? compression_opt : cfg ? config_get(cfg, "backup", NULL, "compression") : NULL;
 	if (zs_codec_parse(v ? v : strcmp(s->format, "plain") ? "zstd" : "gzip", &s->codec, &ctx->err) < 0)
 		return -ctx->err.code;
-	s->jobs = default_jobs();
+	s->jobs = bk_default_jobs();
 	if (cfg && config_get_int(cfg, "backup", NULL, "jobs", 1, 64, &s->jobs, &ctx->err) < 0)
 		return -ctx->err.code;
 	if (cfg && config_get_int(cfg, "backup", NULL, "level", -7, 19, &s->level, &ctx->err) < 0)

@@ -3,6 +3,7 @@
  * messages and results rendered, the exit code it chose returned. */
 #include "opsctl.h"
 #include "base/parse.h"
+#include "engines/backup.h"
 #include "engines/deploy.h"
 #include "engines/release.h"
 #include "system/clock.h"
@@ -130,7 +131,7 @@ static int read_backup(struct opsctl_ctx *ctx, struct dp_settings *s)
 	s->backup_dir = dir ? cmd_config_path(ctx, dir) : xstrdup("backups");
 	s->backup_format = cfg_dup(ctx, "backup", NULL, "format", "directory");
 	{
-		long n = sysconf(_SC_NPROCESSORS_ONLN), jobs = n < 1 ? 1 : n > 4 ? 4 : n; /* as opsctl backup */
+		long jobs = bk_default_jobs();
 		if (ctx->have_config && config_get_int(&ctx->cfg, "backup", NULL, "jobs", 1, 64, &jobs, &ctx->err) < 0)
 			return -ctx->err.code;
 		s->backup_jobs = (int)jobs;

@@ -793,6 +793,12 @@ out:
 	return ret;
 }
 
+long bk_default_jobs(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 4 ? 4 : n;
+}
+
 /* Work directories of runs that were killed (.tmp-*, .restore-*) and removals that were
  * cut short (.trash-*). The caller holds the backup lock, so no other run is
  * writing them. */
@@ -1331,7 +1337,7 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		goto out;
 	r.work = work;
 	/* toc.dat and the large objects, which pg_restore reads itself */
-	ret = dd_unpack(src, plain, nplain, work, nlanes, NULL, err);
+	ret = dd_unpack(src, plain, nplain, work, nlanes, err);
 	if (ret == 0)
 		ret = read_toc(&r, &table_lines, &other_lines, err);
 	if (ret < 0)

@@ -106,6 +106,10 @@ int bk_remove(const struct bk_entry *e, struct ops_error *err);
 
 typedef int (*bk_progress_fn)(const char *what, uint64_t done, uint64_t total, void *data);
 
+/* The default of [backup] jobs: one per CPU we may run on, at most 4 (each
+ * job is a connection and a server process). */
+long bk_default_jobs(void);
+
 struct bk_create_opts {
 	const char *dir;
 	const char *app;

@@ -483,7 +483,6 @@ struct unpack_job {
 	const struct dd_file *file;
 	char *src, *dst;
 	int plain;             /* copied (hashed on the way), not decompressed */
-	atomic_uint_fast64_t bytes;
 };
 
 struct unpack {
@@ -496,14 +495,6 @@ struct unpack {
 	atomic_int failed;
 	const atomic_int *cancel;
 };
-
-static int on_unpack(uint64_t in_bytes, uint64_t out_bytes, void *arg)
-{
-	struct unpack_job *j = arg;
-	(void)out_bytes;
-	atomic_store(&j->bytes, in_bytes);
-	return 0;
-}
 
 /* Copies in to out, hashing what it reads. */
 static int copy_fd(int in, const char *in_name, int out, const char *out_name, char sha256_hex[65],
@@ -567,8 +558,6 @@ static int unpack_one(struct unpack_job *j, struct ops_error *err)
 		memset(&zo, 0, sizeof(zo));
 		zo.in_name = j->src;
 		zo.out_name = j->dst;
-		zo.progress = on_unpack;
-		zo.progress_arg = j;
 		ret = zs_decompress(in, out, &zo, &st, err);
 	}
 	if (ret == 0 && strcmp(st.in_sha256, j->file->sha256))
@@ -613,13 +602,8 @@ static int cmp_job_size(const void *a, const void *b)
 	return x->file->size < y->file->size ? 1 : x->file->size > y->file->size ? -1 : 0;
 }
 
-uint64_t dd_unpack_progress(const struct dd_unpack_state *s)
-{
-	return s ? atomic_load(&((struct dd_unpack_state *)s)->bytes) : 0;
-}
-
 int dd_unpack(const char *src_dir, const struct dd_file *files, size_t nfiles, const char *dst_dir,
-	      int workers, struct dd_unpack_state *state, struct ops_error *err)
+	      int workers, struct ops_error *err)
 {
 	struct unpack u;
 	pthread_t *threads = NULL;
@@ -655,26 +639,6 @@ int dd_unpack(const char *src_dir, const struct dd_file *files, size_t nfiles, c
 			break;
 		}
 		nthreads++;
-	}
-	while (ret == 0 && state) {
-		uint64_t sum = 0;
-		int done;
-		for (size_t i = 0; i < u.njobs; i++)
-			sum += atomic_load(&u.jobs[i].bytes);
-		atomic_store(&state->bytes, sum);
-		pthread_mutex_lock(&u.lock);
-		done = u.next >= u.njobs || atomic_load(&u.failed);
-		pthread_mutex_unlock(&u.lock);
-		if (done)
-			break;
-		if (state->poll && state->poll(state->poll_data)) {
-			pthread_mutex_lock(&u.lock);
-			u.next = u.njobs;
-			pthread_mutex_unlock(&u.lock);
-			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
-			break;
-		}
-		clock_sleep_ms(50);
 	}
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(threads[i], NULL);

@@ -52,22 +52,14 @@ int dd_follow_finish(struct dd_follow *f, struct dd_file **files, size_t *nfiles
  * (the caller removes it). NULL is a no-op. */
 void dd_follow_abort(struct dd_follow *f);
 
-/* Progress of dd_unpack, read by its caller's poll function. */
-struct dd_unpack_state {
-	_Atomic uint64_t bytes;           /* compressed bytes read so far */
-	int (*poll)(void *data);          /* every 50 ms; nonzero stops ("interrupted") */
-	void *poll_data;
-};
-uint64_t dd_unpack_progress(const struct dd_unpack_state *s);
-
 /* Writes the directory pg_restore reads into dst_dir (which exists): every
  * .zst file decompressed (NNNN.dat.zst -> NNNN.dat), everything else copied,
  * by workers threads, the biggest files first. The SHA-256 of every file
  * read is checked against files[] (OPS_EXIT_INTEGRITY: "changed since it was
- * verified"); bad data is OPS_EXIT_INTEGRITY too. state may be NULL. On
+ * verified"); bad data is OPS_EXIT_INTEGRITY too. On
  * failure dst_dir holds what was written: the caller removes it. */
 int dd_unpack(const char *src_dir, const struct dd_file *files, size_t nfiles, const char *dst_dir,
-	      int workers, struct dd_unpack_state *state, struct ops_error *err);
+	      int workers, struct ops_error *err);
 
 /* 1 if name is a data file pg_dump -Fd writes ("3021.dat", "blob_16400.dat"),
  * which the follower compresses; toc.dat and blobs.toc are not. */

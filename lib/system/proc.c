@@ -612,23 +612,26 @@ static void sigpipe_guard_leave(void)
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-/* 1 once the child has exited (left a zombie for us to reap), 0 while it
- * runs, -1 when it cannot be waited for. */
-static int stream_exited(struct proc_stream *s)
+/* 1 once pid has exited (left a zombie for us to reap: WNOWAIT), 0 while it
+ * runs, -1 with *wait_errno set when it cannot be waited for. */
+static int pid_exited(pid_t pid, int *wait_errno)
 {
 	siginfo_t si;
-	int r;
 
 	for (;;) {
 		memset(&si, 0, sizeof(si));
-		r = waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-		if (r == 0)
-			return si.si_pid == s->pid;
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+			return si.si_pid == pid;
 		if (errno != EINTR) {
-			s->wait_errno = errno;
+			*wait_errno = errno;
 			return -1;
 		}
 	}
+}
+
+static int stream_exited(struct proc_stream *s)
+{
+	return pid_exited(s->pid, &s->wait_errno);
 }
 
 /* The supervisor thread: drains stderr, applies deadlines, and returns once
@@ -856,17 +859,9 @@ out:
 
 int proc_exited(const struct proc_child *c)
 {
-	siginfo_t si;
+	int ignored; /* proc_finish will say why it cannot be waited for */
 
-	if (!c->priv)
-		return 1;
-	for (;;) {
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)c->priv->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
-			return si.si_pid == c->priv->pid;
-		if (errno != EINTR)
-			return 1; /* cannot be waited for: proc_finish will say why */
-	}
+	return !c->priv || pid_exited(c->priv->pid, &ignored) != 0;
 }
 
 int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *res,

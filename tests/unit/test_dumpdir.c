@@ -197,7 +197,7 @@ static void test_unpack_round_trip_and_damage(void **state)
 
 	follow_all(dir, ZS_ZSTD, &files, &n, &plain);
 	assert_int_equal(mkdir(out, 0700), 0);
-	if (dd_unpack(dir, files, n, out, 2, NULL, &err) != 0)
+	if (dd_unpack(dir, files, n, out, 2, &err) != 0)
 		fail_msg("%s", err.msg.buf);
 	path = xstrfmt("%s/3001.dat", out);
 	read_all(path, &sb);
@@ -220,7 +220,7 @@ static void test_unpack_round_trip_and_damage(void **state)
 	/* a checksum that differs from the list: the file changed since verify */
 	assert_int_equal(mkdir(out, 0700), 0);
 	files[1].sha256[0] = files[1].sha256[0] == '0' ? '1' : '0';
-	assert_int_equal(dd_unpack(dir, files, n, out, 2, NULL, &err), -OPS_EXIT_INTEGRITY);
+	assert_int_equal(dd_unpack(dir, files, n, out, 2, &err), -OPS_EXIT_INTEGRITY);
 	assert_non_null(strstr(err.msg.buf, "3002.dat.zst' changed since it was verified"));
 	files[1].sha256[0] = files[1].sha256[0] == '0' ? '1' : '0';
 	fs_remove_tree(out, NULL);
@@ -234,7 +234,7 @@ static void test_unpack_round_trip_and_damage(void **state)
 	close(fd);
 	free(path);
 	assert_int_equal(mkdir(out, 0700), 0);
-	assert_int_equal(dd_unpack(dir, files, n, out, 1, NULL, &err), -OPS_EXIT_INTEGRITY);
+	assert_int_equal(dd_unpack(dir, files, n, out, 1, &err), -OPS_EXIT_INTEGRITY);
 	assert_non_null(strstr(err.msg.buf, "3001.dat.zst"));
 
 	/* a missing file */
@@ -249,7 +249,7 @@ static void test_unpack_round_trip_and_damage(void **state)
 	path = xstrfmt("%s/3002.dat.zst", dir);
 	unlink(path);
 	free(path);
-	assert_int_equal(dd_unpack(dir, files, n, out, 2, NULL, &err), -OPS_EXIT_INTEGRITY);
+	assert_int_equal(dd_unpack(dir, files, n, out, 2, &err), -OPS_EXIT_INTEGRITY);
 	assert_non_null(strstr(err.msg.buf, "cannot read"));
 
 	ops_error_release(&err);
@@ -289,7 +289,7 @@ static void test_gzip_names(void **state)
 	follow_all(dir, ZS_GZIP, &files, &n, &plain);
 	assert_string_equal(files[0].name, "3001.dat.gz");
 	assert_int_equal(mkdir(out, 0700), 0);
-	assert_int_equal(dd_unpack(dir, files, n, out, 2, NULL, &err), 0);
+	assert_int_equal(dd_unpack(dir, files, n, out, 2, &err), 0);
 	path = xstrfmt("%s/3001.dat", out);
 	read_all(path, &sb);
 	assert_int_equal(sb.len, (size_t)CHUNK * CHUNKS);
