@@ -25,6 +25,7 @@ static const struct cmd_struct commands[] = {
 	{ "deploy", cmd_deploy, CMD_USES_CONFIG, "backup, unpack, migrate, switch, restart, health-gate, roll back on failure" },
 	{ "backup", cmd_backup, CMD_USES_CONFIG, "create, list, verify and prune verified backup sets" },
 	{ "restore", cmd_restore, CMD_USES_CONFIG, "restore a backup into a new database, then swap it in" },
+	{ "rotate-secret", cmd_rotate_secret, CMD_USES_CONFIG, "rotate a secret where it lives and in the env file, then restart and gate" },
 	{ "help", cmd_help, 0, "show help for opsctl or a command" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -53,7 +54,7 @@ static void print_commands(FILE *f)
 {
 	fprintf(f, "\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "    %-10s  %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "    %-13s  %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n'opsctl help <command>' or 'opsctl <command> -h' shows a command's options;\n"
 		   "'man opsctl' has the whole story.\n");
 }

@@ -52,6 +52,7 @@ int cmd_deploy(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_rollback_release(struct opsctl_ctx *ctx, const char *release, int with_schema, const char *reason);
 int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx);
+int cmd_rotate_secret(int argc, const char **argv, struct opsctl_ctx *ctx);
 int cmd_help(int argc, const char **argv, struct opsctl_ctx *ctx);
 
 /* Parses a command's options; on -h prints usage to stdout and returns

@@ -286,11 +286,25 @@ void db_env_free(char **env)
 
 void db_target_with_dbname(struct db_target *out, const struct db_target *t, const char *dbname)
 {
+	db_target_with_login(out, t, dbname, NULL, NULL);
+}
+
+void db_target_with_login(struct db_target *out, const struct db_target *t, const char *dbname,
+			  const char *user, const char *password)
+{
 	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
 	struct strbuf ci = STRBUF_INIT;
 
 	for (o = defs; o && o->keyword; o++) {
-		const char *v = !strcmp(o->keyword, "dbname") ? dbname : target_value(t, parsed, o);
+		const char *v = target_value(t, parsed, o);
+		if (dbname && !strcmp(o->keyword, "dbname"))
+			v = dbname;
+		else if (user && !strcmp(o->keyword, "user"))
+			v = user;
+		else if (password && !strcmp(o->keyword, "password"))
+			v = password;
+		else if (password && !strcmp(o->keyword, "passfile"))
+			v = NULL;   /* the given password, not one from .pgpass */
 		if (!v || !*v)
 			continue;
 		strbuf_addf(&ci, "%s='", o->keyword);
@@ -715,5 +729,25 @@ int db_copy_end(PGconn *conn, int64_t stall_ms, long long *rows, struct ops_erro
 			ret = copy_failed(conn, r, err);
 		PQclear(r);
 	}
+	return ret;
+}
+
+int db_password_verifier(PGconn *conn, const char *role, const char *password, char **verifier,
+			 struct ops_error *err)
+{
+	char *v = PQencryptPasswordConn(conn, password, role, NULL);
+	struct strbuf reason = STRBUF_INIT;
+	int ret = 0;
+
+	*verifier = NULL;
+	if (v) {
+		*verifier = xstrdup(v);
+		PQfreemem(v);
+	} else {
+		clean_pq_message(&reason, PQerrorMessage(conn));
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot compute the password verifier for role '%s': %s",
+				    role, reason.buf);
+	}
+	strbuf_release(&reason);
 	return ret;
 }

@@ -82,6 +82,16 @@ void db_env_free(char **env);
  * maintenance connections). out is filled; release it. */
 void db_target_with_dbname(struct db_target *out, const struct db_target *t, const char *dbname);
 
+/* The same server and settings as t as another user: dbname, user and
+ * password replace t's when not NULL (a password given ignores passfile). */
+void db_target_with_login(struct db_target *out, const struct db_target *t, const char *dbname,
+			  const char *user, const char *password);
+/* ALTER ROLE's argument for password: a SCRAM (or md5, following the
+ * server's password_encryption) verifier computed here with
+ * PQencryptPasswordConn, so the plaintext never reaches the server or its
+ * log. *verifier is malloc'd. */
+int db_password_verifier(PGconn *conn, const char *role, const char *password, char **verifier,
+			 struct ops_error *err);
 /* The database name libpq would use for t (malloc'd; "postgres" style
  * defaults applied: the user name when none is given). */
 char *db_target_dbname(const struct db_target *t);

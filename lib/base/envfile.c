@@ -341,62 +341,70 @@ static const char *file_eol(const struct envfile *env)
 	return "\n";
 }
 
-void envfile_set(struct envfile *env, const char *key, const char *value)
+/* Gives line (which assigns a key) the value, keeping everything else. */
+static void rewrite_line(struct envfile_line *line, const char *value)
 {
 	struct strbuf raw = STRBUF_INIT, scratch = STRBUF_INIT;
-	struct envfile_line *line = NULL;
-	size_t i;
+	struct line_info li;
+	const char *suffix;
 
-	if (!envfile_key_valid(key))
-		return;
 	/* sized up front: a realloc would leave copies of the secret behind */
-	strbuf_grow(&raw, strlen(key) + 2 * strlen(value) + 16);
-	for (i = env->nr; i-- > 0;) {
-		if (env->lines[i].key && !strcmp(env->lines[i].key, key)) {
-			line = &env->lines[i];
-			break;
-		}
-	}
-	if (line) {
-		struct line_info li;
-		const char *suffix;
-
-		/* it parsed when it was read, so it parses again */
-		scan_line(line->raw, strlen(line->raw), 0, &li, &scratch);
-		suffix = line->raw + li.val_end;
-		strbuf_grow(&raw, strlen(line->raw));
-		strbuf_add(&raw, line->raw, li.val_start);
-		/* "KEY= #c" set to "v" must not become "KEY= v#c" */
-		if (!add_value(&raw, value, li.quote) && *suffix == '#')
-			strbuf_addch(&raw, ' ');
-		strbuf_addstr(&raw, suffix);
-		free_secret(line->raw);
-		free_secret(line->value);
-	} else {
-		const char *eol = file_eol(env);
-
-		if (env->nr && !ends_with(env->lines[env->nr - 1].raw, "\n")) {
-			struct envfile_line *last = &env->lines[env->nr - 1];
-			size_t n = strlen(last->raw);
-			/* a final "\r" was read as a line ending: complete it, don't double it */
-			const char *nl = n && last->raw[n - 1] == '\r' ? "\n" : eol;
-			size_t k = strlen(nl);
-			char *joined = xmalloc(n + k + 1);
-
-			memcpy(joined, last->raw, n);
-			memcpy(joined + n, nl, k + 1);
-			free_secret(last->raw);
-			last->raw = joined;
-		}
-		strbuf_addf(&raw, "%s=", key);
-		add_value(&raw, value, 0);
-		strbuf_addstr(&raw, eol);
-		line = add_line(env);
-		line->key = xstrdup(key);
-	}
+	strbuf_grow(&raw, strlen(line->raw) + 2 * strlen(value) + 16);
+	/* it parsed when it was read, so it parses again */
+	scan_line(line->raw, strlen(line->raw), 0, &li, &scratch);
+	suffix = line->raw + li.val_end;
+	strbuf_add(&raw, line->raw, li.val_start);
+	/* "KEY= #c" set to "v" must not become "KEY= v#c" */
+	if (!add_value(&raw, value, li.quote) && *suffix == '#')
+		strbuf_addch(&raw, ' ');
+	strbuf_addstr(&raw, suffix);
+	free_secret(line->raw);
+	free_secret(line->value);
 	line->raw = strbuf_detach(&raw, NULL);
 	line->value = xstrdup(value);
 	strbuf_release_secret(&scratch);
+}
+
+void envfile_set(struct envfile *env, const char *key, const char *value)
+{
+	struct strbuf raw = STRBUF_INIT;
+	struct envfile_line *line;
+	const char *eol;
+	int found = 0;
+
+	if (!envfile_key_valid(key))
+		return;
+	/* every assignment: whichever one the app reads, and no old value left */
+	for (size_t i = 0; i < env->nr; i++) {
+		if (env->lines[i].key && !strcmp(env->lines[i].key, key)) {
+			rewrite_line(&env->lines[i], value);
+			found = 1;
+		}
+	}
+	if (found)
+		return;
+	eol = file_eol(env);
+	if (env->nr && !ends_with(env->lines[env->nr - 1].raw, "\n")) {
+		struct envfile_line *last = &env->lines[env->nr - 1];
+		size_t n = strlen(last->raw);
+		/* a final "\r" was read as a line ending: complete it, don't double it */
+		const char *nl = n && last->raw[n - 1] == '\r' ? "\n" : eol;
+		size_t k = strlen(nl);
+		char *joined = xmalloc(n + k + 1);
+
+		memcpy(joined, last->raw, n);
+		memcpy(joined + n, nl, k + 1);
+		free_secret(last->raw);
+		last->raw = joined;
+	}
+	strbuf_grow(&raw, strlen(key) + 2 * strlen(value) + 16);
+	strbuf_addf(&raw, "%s=", key);
+	add_value(&raw, value, 0);
+	strbuf_addstr(&raw, eol);
+	line = add_line(env);
+	line->key = xstrdup(key);
+	line->raw = strbuf_detach(&raw, NULL);
+	line->value = xstrdup(value);
 }
 
 void envfile_serialize(const struct envfile *env, struct strbuf *out)

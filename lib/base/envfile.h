@@ -38,7 +38,8 @@ const char *envfile_get(const struct envfile *env, const char *key);
 int envfile_key_valid(const char *key);
 
 /* Sets key (which must satisfy envfile_key_valid; an invalid key changes
- * nothing): rewrites only that key's line(s), keeping its export prefix and
+ * nothing): rewrites every line assigning that key (and no other), keeping
+ * each one's export prefix and
  * quoting style (quoting is added if the new value needs it); appends
  * "KEY=value\n" when the key is absent. */
 void envfile_set(struct envfile *env, const char *key, const char *value);

@@ -389,79 +389,39 @@ static int on_round(const struct probe_set *set, unsigned round, int64_t elapsed
 	return stop_signal(r) && !r->in_rollback;
 }
 
-/* The checks of the gate: url when given, else the [check]s named in
- * [deploy] checks, else every [check]. */
-static int gate_set(struct run *r, const char *url, struct probe_set *set)
+static void gate_opts(struct run *r, const char *url, struct probe_gate *g)
 {
-	const struct dp_settings *s = r->s;
-	struct probe_defaults d;
-	const char **names = NULL;
-	size_t n;
-	int ret = 0;
-
-	memset(&d, 0, sizeof(d));
-	d.timeout_ms = s->probe_timeout_ms;
-	d.warn_pct = d.crit_pct = -1;
-	if ((ret = http_global_init(r->err)) < 0)
-		return ret;
-	if (url) {
-		if ((ret = probe_add_target(set, url, &d, r->err)) > 0)
-			ret = ops_error_set(r->err, OPS_EXIT_CONFIG, "health_url '%s' is not a URL", url);
-		if (ret < 0)
-			return ret;
-	} else if (s->nchecks) {
-		/* names from [deploy] checks: one without its section is the config's fault */
-		n = s->cfg ? config_subsections(s->cfg, "check", &names) : 0;
-		for (size_t i = 0; i < s->nchecks && ret >= 0; i++) {
-			int known = 0;
-			for (size_t k = 0; k < n; k++)
-				known |= !strcmp(names[k], s->checks[i]);
-			ret = known ? probe_add_configured(set, s->cfg, s->env, s->checks[i], &d, r->err)
-				    : ops_error_set(r->err, OPS_EXIT_CONFIG,
-						    "[deploy] checks names '%s', but there is no [check \"%s\"]",
-						    s->checks[i], s->checks[i]);
-		}
-		free(names);
-	} else if (s->cfg) {
-		n = config_subsections(s->cfg, "check", &names);
-		for (size_t i = 0; i < n && ret >= 0; i++)
-			ret = probe_add_configured(set, s->cfg, s->env, names[i], &d, r->err);
-		free(names);
-	}
-	return ret < 0 ? ret : 0;
+	memset(g, 0, sizeof(*g));
+	g->cfg = r->s->cfg;
+	g->env = r->s->env;
+	g->url = url;
+	g->names = r->s->checks;
+	g->nnames = r->s->nchecks;
+	g->names_from = "[deploy] checks";
+	g->timeout_ms = r->s->probe_timeout_ms;
+	g->wait_ms = r->s->wait_ms;
+	g->interval_ms = r->s->interval_ms;
+	g->consecutive = (unsigned)r->s->consecutive;
+	g->on_round = on_round;
+	g->data = r;
 }
 
 /* Waits until the checks pass [health] consecutive times in a row within
- * [health] wait. 0 when they did; 1 with the failing checks in why; < 0
- * when the gate could not run (interrupted: OPS_EXIT_ABORTED). */
+ * [health] wait: url when given, else [deploy] checks, else every [check].
+ * 0 when they did; 1 with the failing checks in why; < 0 when the gate
+ * could not run (interrupted: OPS_EXIT_ABORTED). */
 static int gate(struct run *r, const char *url, struct strbuf *why)
 {
-	struct probe_set set;
+	struct probe_gate g;
 	int ret;
 
-	probe_set_init(&set);
-	strbuf_reset(why);
-	if ((ret = gate_set(r, url, &set)) < 0)
-		goto out;
-	if (!set.nr) {
-		ev(r, DP_EVENT_WARNING, "no [check] sections: the health gate has nothing to check");
-		goto out;
-	}
-	ret = probe_wait(&set, r->s->wait_ms, r->s->interval_ms, (unsigned)r->s->consecutive, on_round, r, r->err);
+	gate_opts(r, url, &g);
+	ret = probe_gate_run(&g, why, r->err);
 	ev(r, DP_EVENT_PROGRESS_DONE, "%s", "");
-	if (ret < 0)
-		goto out;
-	for (size_t i = 0; i < set.nr; i++) {
-		const struct probe *p = &set.items[i];
-		if (p->passes_in_row >= (unsigned)r->s->consecutive)
-			continue;
-		strbuf_addf(why, "%s'%s' %s: %s", why->len ? "; " : "", p->name, probe_state_name(p->state),
-			    p->detail.buf);
+	if (ret == 2) {
+		ev(r, DP_EVENT_WARNING, "no [check] sections: the health gate has nothing to check");
+		ret = 0;
 	}
-	if (why->len)
-		ret = 1;
-out:
-	probe_set_release(&set);
 	return ret;
 }
 
@@ -1239,15 +1199,15 @@ static int preflight(struct run *r)
 	}
 	/* the gate's checks are read now: a bad one must not be found after the switch */
 	{
-		struct probe_set set;
+		struct probe_gate g;
 		char *url = NULL;
-		probe_set_init(&set);
-		ret = gate_set(r, NULL, &set);
+		gate_opts(r, NULL, &g);
+		ret = probe_gate_validate(&g, r->err);
 		if (ret == 0 && s->bg_health_url && s->nslots) {
 			url = fill(s->bg_health_url, s->slots[0].name, s->slots[0].port, r->res.release);
-			ret = gate_set(r, url, &set);
+			gate_opts(r, url, &g);
+			ret = probe_gate_validate(&g, r->err);
 		}
-		probe_set_release(&set);
 		free(url);
 		if (ret < 0)
 			return ret;

@@ -1032,3 +1032,78 @@ int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsi
 	}
 	return ret;
 }
+
+static int gate_checks(const struct probe_gate *g, struct probe_set *set, struct ops_error *err)
+{
+	struct probe_defaults d;
+	const char **names = NULL;
+	size_t n;
+	int ret = 0;
+
+	memset(&d, 0, sizeof(d));
+	d.timeout_ms = g->timeout_ms;
+	d.warn_pct = d.crit_pct = -1;
+	if ((ret = http_global_init(err)) < 0)
+		return ret;
+	if (g->url) {
+		if ((ret = probe_add_target(set, g->url, &d, err)) > 0)
+			ret = ops_error_set(err, OPS_EXIT_CONFIG, "health_url '%s' is not a URL", g->url);
+	} else if (g->nnames) {
+		/* a name without its section is the config's fault */
+		n = g->cfg ? config_subsections(g->cfg, "check", &names) : 0;
+		for (size_t i = 0; i < g->nnames && ret >= 0; i++) {
+			int known = 0;
+			for (size_t k = 0; k < n; k++)
+				known |= !strcmp(names[k], g->names[i]);
+			ret = known ? probe_add_configured(set, g->cfg, g->env, g->names[i], &d, err)
+				    : ops_error_set(err, OPS_EXIT_CONFIG, "%s names '%s', but there is no [check \"%s\"]",
+						    g->names_from ? g->names_from : "checks", g->names[i], g->names[i]);
+		}
+	} else if (g->cfg) {
+		n = config_subsections(g->cfg, "check", &names);
+		for (size_t i = 0; i < n && ret >= 0; i++)
+			ret = probe_add_configured(set, g->cfg, g->env, names[i], &d, err);
+	}
+	free(names);
+	return ret < 0 ? ret : 0;
+}
+
+int probe_gate_run(const struct probe_gate *g, struct strbuf *why, struct ops_error *err)
+{
+	struct probe_set set;
+	int ret;
+
+	probe_set_init(&set);
+	strbuf_reset(why);
+	if ((ret = gate_checks(g, &set, err)) < 0)
+		goto out;
+	if (!set.nr) {
+		ret = 2;
+		goto out;
+	}
+	ret = probe_wait(&set, g->wait_ms, g->interval_ms, g->consecutive, g->on_round, g->data, err);
+	if (ret < 0)
+		goto out;
+	for (size_t i = 0; i < set.nr; i++) {
+		const struct probe *p = &set.items[i];
+		if (p->passes_in_row >= g->consecutive)
+			continue;
+		strbuf_addf(why, "%s'%s' %s: %s", why->len ? "; " : "", p->name, probe_state_name(p->state),
+			    p->detail.buf);
+	}
+	ret = why->len ? 1 : 0;
+out:
+	probe_set_release(&set);
+	return ret;
+}
+
+int probe_gate_validate(const struct probe_gate *g, struct ops_error *err)
+{
+	struct probe_set set;
+	int ret;
+
+	probe_set_init(&set);
+	ret = gate_checks(g, &set, err);
+	probe_set_release(&set);
+	return ret;
+}

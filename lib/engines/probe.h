@@ -90,6 +90,30 @@ typedef int (*probe_round_fn)(const struct probe_set *set, unsigned round, int64
 int probe_wait(struct probe_set *set, int64_t wait_ms, int64_t interval_ms, unsigned consecutive,
 	       probe_round_fn on_round, void *data, struct ops_error *err);
 
+/* The health gate of deploy and rotate-secret: which checks, then waiting
+ * for them. url alone when given; else the [check]s in names (a name
+ * without its section is OPS_EXIT_CONFIG naming names_from, e.g.
+ * "[deploy] checks"); else every [check] of cfg. */
+struct probe_gate {
+	const struct config *cfg;     /* may be NULL */
+	const struct envfile *env;    /* may be NULL */
+	const char *url;
+	char *const *names;
+	size_t nnames;
+	const char *names_from;
+	int64_t timeout_ms, wait_ms, interval_ms;
+	unsigned consecutive;
+	probe_round_fn on_round;      /* may be NULL */
+	void *data;
+};
+/* 0 passed; 1 failed, the failing checks in why ("'api' fail: HTTP 503;
+ * ..."); 2 nothing to check; < 0 when the gate could not run (a config
+ * error; OPS_EXIT_ABORTED when on_round asked to stop). */
+int probe_gate_run(const struct probe_gate *g, struct strbuf *why, struct ops_error *err);
+/* Reads the gate's checks without running them (a bad one is found before
+ * anything changes): 0, or the config error. */
+int probe_gate_validate(const struct probe_gate *g, struct ops_error *err);
+
 /* The worst state of the set. */
 enum probe_state probe_set_worst(const struct probe_set *set);
 /* Exit code of DESIGN.md section 4: fail 1 > unreachable 4 > warn 6 > 0. */

@@ -152,15 +152,17 @@ static void test_set_keeps_style(void **state)
 	envfile_release(&env);
 }
 
-static void test_set_last_assignment_only(void **state)
+/* A key assigned twice gets the new value in both places: whichever one
+ * the app's loader reads, and no old secret left behind in the file. */
+static void test_set_every_assignment(void **state)
 {
 	struct envfile env;
 	(void)state;
 
-	parse_ok(&env, "K=first\nX=1\nK=second\n");
+	parse_ok(&env, "K=first\nX=1\nexport K='second' # c\n");
 	assert_string_equal(envfile_get(&env, "K"), "second");
 	envfile_set(&env, "K", "third");
-	assert_serialized(&env, "K=first\nX=1\nK=third\n");
+	assert_serialized(&env, "K=third\nX=1\nexport K='third' # c\n");
 	assert_string_equal(envfile_get(&env, "K"), "third");
 	envfile_release(&env);
 }
@@ -355,7 +357,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_tricky),
 		cmocka_unit_test(test_set_exported_quoted),
 		cmocka_unit_test(test_set_keeps_style),
-		cmocka_unit_test(test_set_last_assignment_only),
+		cmocka_unit_test(test_set_every_assignment),
 		cmocka_unit_test(test_append_without_final_newline),
 		cmocka_unit_test(test_crlf),
 		cmocka_unit_test(test_errors),
