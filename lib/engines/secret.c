@@ -943,13 +943,15 @@ static void record(struct run *r, int code, const char *action)
 /* ---- undoing ---- */
 
 /* Puts the old value back wherever this run (or the killed one whose
- * pending file is loaded) changed it. Errors are reported as events and
- * counted; 0 when everything is back. */
+ * pending file is loaded) changed it, then restarts the service if it had
+ * been restarted. Errors are reported as events. 0 when everything is back;
+ * 1 when the values are back but the service did not restart; -1 when a
+ * value could not be put back (the pending file stays). */
 static int revert(struct run *r, const char *why)
 {
 	struct ops_error e = OPS_ERROR_INIT;
 	struct ops_error *saved = r->err;
-	int failures = 0;
+	int failures = 0, restart_failed = 0;
 
 	r->err = &e;
 	ev(r, SEC_EVENT_INFO, "putting the old value back (%s)", why);
@@ -961,6 +963,10 @@ static int revert(struct run *r, const char *why)
 			r->env_written = 0;
 		}
 		ops_error_release(&e);
+	}
+	if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
+		PQfinish(r->conn);
+		r->conn = NULL;
 	}
 	if (r->db_set && r->role) {
 		const char *strategy = jget_str(r->pending, "strategy");
@@ -978,29 +984,34 @@ static int revert(struct run *r, const char *why)
 		}
 		ops_error_release(&e);
 	}
-	if (r->restart_ran && r->s->restart) {
-		if (restart_service(r) < 0) {
-			ev(r, SEC_EVENT_ERROR, "the service did not restart with the old value: %s", e.msg.buf);
-			failures++;
-		}
-		ops_error_release(&e);
-	}
+	/* the values are back (or not): the pending file goes only when they are */
 	if (!failures && r->pending_path && pending_wipe(r->pending_path, &e) < 0) {
 		ev(r, SEC_EVENT_ERROR, "%s", e.msg.buf);
 		failures++;
 	}
 	ops_error_release(&e);
+	if (r->restart_ran && r->s->restart) {
+		if (restart_service(r) < 0) {
+			ev(r, SEC_EVENT_ERROR, "the service did not restart with the old value: %s", e.msg.buf);
+			restart_failed = 1;
+		}
+		ops_error_release(&e);
+	}
 	r->err = saved;
-	return failures ? -1 : 0;
+	return failures ? -1 : restart_failed;
 }
 
 /* After a failure at a step: revert, and say in the hint where things are. */
 static int fail_and_revert(struct run *r, int ret)
 {
 	int code = -ret == OPS_EXIT_ABORTED ? OPS_EXIT_ABORTED : OPS_EXIT_FAILED;
+	int back = revert(r, r->err->msg.buf);
 
-	if (revert(r, r->err->msg.buf) == 0) {
+	if (back == 0) {
 		ops_error_hint(r->err, "the old value is back in place; nothing else was changed");
+		set_str(&r->res->outcome, "reverted");
+	} else if (back == 1) {
+		ops_error_hint(r->err, "the old value is back in place, but the service did not restart with it (see above)");
 		set_str(&r->res->outcome, "reverted");
 	} else {
 		ops_error_hint(r->err, "putting the old value back failed too (see above); the values are kept in '%s' (mode 0600): fix the cause, then run 'opsctl rotate-secret --recover'",
@@ -1094,10 +1105,9 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 					      "alternating");
 		if (r->db_set && (ret = admin_connect(r, r->new_value)) < 0)
 			goto out;
-		ret = revert(r, "the interrupted rotation had not reached the env file") == 0 ? 0
-											     : ops_error_set(r->err, OPS_EXIT_FAILED,
-													     "cannot undo the interrupted rotation of '%s'",
-													     name);
+		ret = revert(r, "the interrupted rotation had not reached the env file") >= 0
+			      ? 0
+			      : ops_error_set(r->err, OPS_EXIT_FAILED, "cannot undo the interrupted rotation of '%s'", name);
 		*action = "reverted";
 		goto out;
 	}
@@ -1430,8 +1440,10 @@ static int rotate_steps(struct run *r)
 	if (s->kind == SEC_POSTGRES_PASSWORD) {
 		step_begin(r, "set");
 		ev(r, SEC_EVENT_INFO, "setting a new password for role '%s'", r->role);
-		r->db_set = 1;
-		if ((ret = set_password(r, r->role, r->new_value)) < 0 || (ret = pending_step(r, "set")) < 0)
+		ret = set_password(r, r->role, r->new_value);
+		/* refused by the server: nothing changed; lost on the way: it may have */
+		r->db_set = ret == 0 || PQstatus(r->conn) != CONNECTION_OK;
+		if (ret < 0 || (ret = pending_step(r, "set")) < 0)
 			goto fail;
 		step_end(r, "ok");
 		step_begin(r, "test");
