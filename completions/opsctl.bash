@@ -4,13 +4,14 @@
 # (tests/integration/t0900-docs.sh checks that none is missing).
 
 _opsctl_global_opts='-c --config --env-file -o --output --json -q --quiet -v --verbose --no-color -n --dry-run -y --yes --lock-wait --db --version -h --help'
-_opsctl_commands='health migrate rollback deploy backup restore help'
+_opsctl_commands='health migrate rollback deploy backup restore rotate-secret help'
 _opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require --expect --warn --crit --nagios --metrics-file -h --help'
 _opsctl_migrate_subcommands='up down status validate repair new baseline'
 _opsctl_rollback_opts='--with-schema --reason --schema --dir -h --help'
 _opsctl_deploy_opts='--strategy --no-backup --no-migrate --sha256 --reason -n --dry-run -h --help'
 _opsctl_backup_subcommands='create list verify prune'
 _opsctl_restore_opts='--target-db -j --jobs --files --no-files --dir -h --help'
+_opsctl_rotate_secret_opts='--no-restart --show --setup --reason --list --recover -h --help'
 
 # The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
 # ./opsctl.conf, /etc/opsctl/opsctl.conf.
@@ -49,6 +50,16 @@ _opsctl_check_names() {
 	conf=$(_opsctl_config_file)
 	[ -r "$conf" ] || return 0
 	awk '/^[ \t]*\[[ \t]*[Cc][Hh][Ee][Cc][Kk][ \t]+"[^"]+"[ \t]*\]/ {
+		s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); print s
+	}' "$conf" 2>/dev/null
+}
+
+# The NAMEs of the [secret "NAME"] sections of the config.
+_opsctl_secret_names() {
+	local conf
+	conf=$(_opsctl_config_file)
+	[ -r "$conf" ] || return 0
+	awk '/^[ \t]*\[[ \t]*[Ss][Ee][Cc][Rr][Ee][Tt][ \t]+"[^"]+"[ \t]*\]/ {
 		s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); print s
 	}' "$conf" 2>/dev/null
 }
@@ -360,6 +371,26 @@ _opsctl() {
 		else
 			COMPREPLY=($(compgen -W "latest $(_opsctl_backup_ids)" -- "$cur"))
 		fi
+		;;
+	rotate-secret)
+		case $prev in
+		--reason) return ;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$_opsctl_rotate_secret_opts" -- "$cur"))
+			return
+		fi
+		# one NAME, and none with --list or --recover
+		local n=0
+		for ((i = i + 1; i < COMP_CWORD; i++)); do
+			case ${COMP_WORDS[i]} in
+			--list | --recover | -h | --help) return ;;
+			--reason) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+			-*) ;;
+			*) n=$((n + 1)) ;;
+			esac
+		done
+		[ "$n" = 0 ] && _opsctl_reply "$cur" "$(_opsctl_secret_names)"
 		;;
 	health)
 		case $prev in

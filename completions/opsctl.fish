@@ -40,6 +40,15 @@ function __opsctl_checks
     }' $conf 2>/dev/null
 end
 
+# The NAMEs of the [secret "NAME"] sections of the config.
+function __opsctl_secrets
+    set -l conf (__opsctl_config_file)
+    test -r "$conf"; or return
+    awk '/^[ \t]*\[[ \t]*[Ss][Ee][Cc][Rr][Ee][Tt][ \t]+"[^"]+"[ \t]*\]/ {
+        s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); print s "\tconfigured secret"
+    }' $conf 2>/dev/null
+end
+
 # The command word, skipping global options and their values; empty if none yet.
 function __opsctl_command
     set -l words (commandline -opc)
@@ -108,7 +117,7 @@ function __opsctl_args
             continue
         end
         switch $w
-            case --to --dir --schema --format --compression --target-db -j --jobs
+            case --to --dir --schema --format --compression --target-db -j --jobs --reason
                 set skip 1
             case '-*'
             case '*'
@@ -216,6 +225,16 @@ function __opsctl_backup_verify_needs_id
     test (count $args) -lt 2
 end
 
+# rotate-secret: one NAME, and none with --list or --recover.
+function __opsctl_rotate_secret_needs_name
+    __opsctl_using rotate-secret; or return 1
+    set -l words (commandline -opc)
+    contains -- --list $words; and return 1
+    contains -- --recover $words; and return 1
+    set -l args (__opsctl_args)
+    test (count $args) -lt 1
+end
+
 function __opsctl_restore_needs_set
     __opsctl_using restore; or return 1
     set -l args (__opsctl_args)
@@ -246,10 +265,11 @@ complete -c opsctl -n __opsctl_no_command -a rollback -d 'return to the previous
 complete -c opsctl -n __opsctl_no_command -a deploy -d 'backup, unpack, migrate, switch, restart, health-gate, roll back on failure'
 complete -c opsctl -n __opsctl_no_command -a backup -d 'create, list, verify and prune verified backup sets'
 complete -c opsctl -n __opsctl_no_command -a restore -d 'restore a backup into a new database, then swap it in'
+complete -c opsctl -n __opsctl_no_command -a rotate-secret -d 'rotate a secret where it lives and in the env file, then restart and gate'
 complete -c opsctl -n __opsctl_no_command -a help -d 'show help for opsctl or a command'
 
 # help COMMAND
-complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback deploy backup restore help'
+complete -c opsctl -n '__opsctl_using help' -a 'health migrate rollback deploy backup restore rotate-secret help'
 
 # migrate
 complete -c opsctl -n __opsctl_migrate_needs_sub -a up -d 'apply the pending migrations (the default)'
@@ -305,6 +325,16 @@ complete -c opsctl -n '__opsctl_using restore' -l no-files -d 'do not put the pa
 complete -c opsctl -n '__opsctl_using restore' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
 complete -c opsctl -n '__opsctl_using restore' -s h -l help -d 'show the options'
 complete -c opsctl -n __opsctl_restore_needs_set -a '(__opsctl_backup_ids)' -d 'backup set'
+
+# rotate-secret
+complete -c opsctl -n '__opsctl_using rotate-secret' -l no-restart -d 'do not restart the service (the app re-reads the secret itself)'
+complete -c opsctl -n '__opsctl_using rotate-secret' -l show -d 'print the new value (only to a terminal)'
+complete -c opsctl -n '__opsctl_using rotate-secret' -l setup -d 'alternating: create the two login roles first (needs CREATEROLE)'
+complete -c opsctl -n '__opsctl_using rotate-secret' -l reason -x -d 'why, for the history'
+complete -c opsctl -n '__opsctl_using rotate-secret' -l list -d 'the secrets: kind, fingerprint, last rotation, age'
+complete -c opsctl -n '__opsctl_using rotate-secret' -l recover -d 'only finish or undo a rotation that was killed part way'
+complete -c opsctl -n '__opsctl_using rotate-secret' -s h -l help -d 'show the options'
+complete -c opsctl -n __opsctl_rotate_secret_needs_name -a '(__opsctl_secrets)'
 
 # health
 complete -c opsctl -n '__opsctl_using health' -l db -d 'also check the database'

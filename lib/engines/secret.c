@@ -245,6 +245,7 @@ int sec_settings_load(struct sec_settings *s, const struct config *cfg, const ch
 	    config_get_int(cfg, "health", NULL, "consecutive", 1, 1000, &s->consecutive, err) < 0 ||
 	    config_get_duration_ms(cfg, "database", NULL, "connect_timeout", &s->connect_timeout_ms, err) < 0)
 		return -err->code;
+	s->restart_off = !restart;
 	if (restart) {
 		const char *v = config_get(cfg, "service", NULL, "restart");
 		s->restart = v && *v ? xstrdup(v) : NULL;
@@ -931,6 +932,8 @@ static void record(struct run *r, int code, const char *action)
 	struct ops_error ignored = OPS_ERROR_INIT;
 	cJSON *fields = sec_result_fields(r->res, code, code ? r->err->msg.buf : NULL);
 
+	if (r->res->outcome)
+		cJSON_AddStringToObject(fields, "result", r->res->outcome);
 	if (action)
 		cJSON_AddStringToObject(fields, "recovery", action);
 	if (r->o && r->o->reason)
@@ -955,6 +958,16 @@ static int revert(struct run *r, const char *why)
 
 	r->err = &e;
 	ev(r, SEC_EVENT_INFO, "putting the old value back (%s)", why);
+	if (r->env_written) {
+		/* a write that failed before its rename left the file as it was
+		 * (and a full disk would refuse this one too) */
+		struct strbuf now = STRBUF_INIT;
+		if (fs_read_file(r->env_path, &now, 1 << 20, &e) == 0 && now.len == r->env_before.len &&
+		    !memcmp(now.buf, r->env_before.buf, now.len))
+			r->env_written = 0;
+		wipe_strbuf(&now);
+		ops_error_release(&e);
+	}
 	if (r->env_written) {
 		if (fs_write_atomic(r->env_path, r->env_before.buf, r->env_before.len, -1, &e) < 0) {
 			ev(r, SEC_EVENT_ERROR, "cannot restore the env file: %s", e.msg.buf);
@@ -1095,8 +1108,19 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	set_str(&r->res->env_key, key);
 	ev(r, SEC_EVENT_INFO, "a rotation of '%s' was interrupted after step '%s': %s", name, step ? step : "?",
 	   holds_new ? "finishing it" : "undoing it");
-	if (jget_str(r->pending, "role") && (ret = admin_target(r, jget_str(r->pending, "admin_url"), NULL)) < 0)
-		goto out;
+	if (jget_str(r->pending, "role")) {
+		/* the admin connection as the killed run resolved it: from the env
+		 * file as it was then (DB_* variables may be the only source) */
+		struct envfile before;
+		struct ops_error ignored = OPS_ERROR_INIT;
+		envfile_init(&before);
+		envfile_parse(&before, r->env_path, r->env_before.buf, r->env_before.len, &ignored);
+		ret = admin_target(r, jget_str(r->pending, "admin_url"), &before);
+		envfile_release(&before);
+		ops_error_release(&ignored);
+		if (ret < 0)
+			goto out;
+	}
 	if (!holds_new) {
 		/* the env file never got the new value: nothing used it */
 		r->env_written = 0;
@@ -1298,6 +1322,7 @@ static int setup_roles(struct run *r)
 			sql[1] = xstrfmt("ALTER ROLE %s SET role = %s", id, owner);
 		} else if (ret == 0 && !member) {
 			sql[0] = xstrfmt("GRANT %s TO %s", owner, id);
+			sql[1] = xstrfmt("ALTER ROLE %s SET role = %s", id, owner);
 		}
 		for (size_t k = 0; ret == 0 && sql[k]; k++) {
 			ret = db_exec(r->conn, sql[k], 0, NULL, 30000, &res, r->err);
@@ -1473,7 +1498,7 @@ static int rotate_steps(struct run *r)
 			goto fail;
 		r->res->restarted = 1;
 		step_end(r, "ok");
-	} else if (!r->o->no_restart) {
+	} else if (!r->o->no_restart && !s->restart_off) {
 		ev(r, SEC_EVENT_WARNING, "no [service] restart: the app sees the new value when it next reads '%s'",
 		   r->env_path);
 	}
@@ -1481,14 +1506,11 @@ static int rotate_steps(struct run *r)
 		ret = ops_error_set(r->err, OPS_EXIT_ABORTED, "interrupted by signal %d", stop_signal(r));
 		goto fail;
 	}
-	if (!r->res->restarted && r->o->no_restart) {
-		set_str(&r->res->gate, "skipped");
-	} else {
-		step_begin(r, "gate");
-		if ((ret = gate(r, "after the rotation")) < 0 || (ret = pending_step(r, "gated")) < 0)
-			goto fail;
-		step_end(r, "ok");
-	}
+	/* also without a restart: an app that re-reads the file must work with it */
+	step_begin(r, "gate");
+	if ((ret = gate(r, "after the rotation")) < 0 || (ret = pending_step(r, "gated")) < 0)
+		goto fail;
+	step_end(r, "ok");
 
 	step_begin(r, "finish");
 	fingerprint(r->new_value, r->res->fingerprint);

@@ -52,6 +52,7 @@ struct sec_settings {
 	char *config_path;          /* re-read with the new env file for the gate; may be NULL */
 	const struct config *cfg;   /* may be NULL */
 	char *restart;              /* [service] restart, NULL when none or restart = no */
+	int restart_off;            /* restart = no: the app re-reads the file itself */
 	int64_t service_timeout_ms;
 	char **checks;              /* [secret] checks, else [deploy] checks, else all [check]s */
 	size_t nchecks;
@@ -103,7 +104,7 @@ struct sec_result {
 	char *rotated_at;                 /* RFC 3339, when rotated */
 	char *outcome;                    /* rotated, reverted, failed, recovered, planned */
 	int restarted;
-	char *gate;                       /* passed, failed, skipped, none */
+	char *gate;                       /* passed, failed, none */
 	cJSON *steps;                     /* [{"step","ms","status"}] */
 	cJSON *recovered;                 /* {"secret","action","step"} or NULL */
 	cJSON *plan;                      /* dry run */

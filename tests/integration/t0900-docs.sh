@@ -5,7 +5,8 @@
 #      option of that -h (and no option -h lacks);
 #      opsctl.1 likewise against 'opsctl -h' and GLOBAL OPTIONS;
 #  (b) the three completion files know every command and every option, and the
-#      bash (and fish) ones offer the [check "NAME"]s of the config;
+#      bash (and fish) ones offer the [check "NAME"]s and [secret "NAME"]s of
+#      the config;
 #  (c) every page renders without a groff warning;
 #  (d) the completion files parse (bash -n, zsh -n, fish -n);
 #  (e) the EXAMPLES marked with '.\" test:' run against a local HTTP server
@@ -176,6 +177,10 @@ url = http://localhost:8080/actuator/health
   [ Check "data-disk" ]   ; a comment
 path = /
 [health]
+[secret "jwt"]
+env = JWT_SECRET
+ [ SECRET "db" ]
+env = DB_PASSWORD
 CONF
 printf '[check "other"]\nurl = http://localhost:8081/\n' >other.conf
 
@@ -212,6 +217,13 @@ expect_offered "bash: opsctl -c other.conf health <TAB>" other
 grep -qxF api offered && fail "bash: -c other.conf still offers ./opsctl.conf's checks"
 bash_complete opsctl help "" >offered
 expect_offered "bash: opsctl help <TAB>" $commands
+bash_complete opsctl rotate-secret "" >offered
+expect_offered "bash: opsctl rotate-secret <TAB>" jwt db
+grep -qxF api offered && fail "bash: rotate-secret offers a [check]"
+bash_complete opsctl rotate-secret - >offered
+expect_offered "bash: opsctl rotate-secret -<TAB>" $(help_options ../help-rotate-secret)
+bash_complete opsctl rotate-secret --list "" >offered
+grep -qxF jwt offered && fail "bash: rotate-secret --list offers a NAME"
 bash_complete opsctl health --metrics-file oth >offered
 expect_offered "bash: --metrics-file <TAB>" other.conf
 bash_complete opsctl health - >offered
@@ -280,6 +292,10 @@ if command -v fish >/dev/null 2>&1; then
 	expect_offered "fish: opsctl -c other.conf health <TAB>" other
 	fish_complete 'opsctl health --' >offered
 	expect_offered "fish: opsctl health --<TAB>" $(help_options ../help-health | grep -- '^--')
+	fish_complete 'opsctl rotate-secret ' >offered
+	expect_offered "fish: opsctl rotate-secret <TAB>" jwt db
+	fish_complete 'opsctl rotate-secret --' >offered
+	expect_offered "fish: opsctl rotate-secret --<TAB>" $(help_options ../help-rotate-secret | grep -- '^--')
 	fish_complete 'opsctl migrate ' >offered
 	expect_offered "fish: opsctl migrate <TAB>" $migrate_subs
 	fish_complete 'opsctl migrate status --' >offered
