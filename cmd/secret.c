@@ -137,13 +137,13 @@ static void print_result(struct opsctl_ctx *ctx, const struct sec_result *res, i
 		cJSON_AddBoolToObject(doc, "dry_run", dry_run);
 		cJSON_AddItemToObject(doc, "steps", cJSON_Duplicate(res->steps, 1));
 		cJSON_AddItemToObject(doc, "recovered", res->recovered ? cJSON_Duplicate(res->recovered, 1) : cJSON_CreateNull());
-		if (res->plan)
-			cJSON_AddItemToObject(doc, "plan", cJSON_Duplicate(res->plan, 1));
-		if (res->setup)
-			cJSON_AddItemToObject(doc, "setup", cJSON_Duplicate(res->setup, 1));
+		cJSON_AddItemToObject(doc, "plan", res->plan ? cJSON_Duplicate(res->plan, 1) : cJSON_CreateArray());
+		cJSON_AddItemToObject(doc, "setup", res->setup ? cJSON_Duplicate(res->setup, 1) : cJSON_CreateArray());
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code && ctx->err.code)
 			cmd_json_error(doc, &ctx->err);
+		else
+			cJSON_AddNullToObject(doc, "error");
 		cmd_print_json(doc);
 	} else if (dry_run && res->plan) {
 		cJSON_ArrayForEach(e, res->plan)

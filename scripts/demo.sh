@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A tour of opsctl against a throwaway PostgreSQL and demo HTTP services:
 # health checks, migrations, backup and restore, then a deploy of a good
-# release and of a bad one that rolls itself back. Everything lives in a
-# temporary directory that is removed at the end.
+# release and of a bad one that rolls itself back, then the rotation of the
+# service's JWT key and database password. Everything lives in a temporary
+# directory that is removed at the end.
 # Exits 0 only when every step behaved as shown.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -22,9 +23,15 @@ broken=0
 # run WANT CMD...: run a demo command in the open (output shown as is) and
 # check its exit code.
 run() {
-	local want=$1 code
+	local want=$1 code a line=""
 	shift
-	printf '$ %s\n' "$*" | sed "s|$OPSCTL|opsctl|; s|$TEST_SCRATCH|\$DEMO|g" >&2
+	for a in "$@"; do
+		case $a in
+		'' | *[!A-Za-z0-9_./:=@%+,-]*) line+=" ${a@Q}" ;;
+		*) line+=" $a" ;;
+		esac
+	done
+	printf '$%s\n' "$line" | sed "s|$OPSCTL|opsctl|; s|$TEST_SCRATCH|\$DEMO|g" >&2
 	"$@"
 	code=$?
 	if [ "$code" -eq "$want" ]; then
@@ -261,6 +268,132 @@ say "after the automatic rollback GET / answers version '$v'; current -> $(readl
 step "the deploy history: outcome, artifact checksum, migrations, backup, duration"
 run 0 opsctl -c opsctl.conf deploy list
 run 0 opsctl -c opsctl.conf deploy status
+
+step "rotate-secret: the service's JWT key and database password, as the seeds left them"
+# Release 1.2 of the demo service reads the shared .env when it starts, as an
+# app under systemd's EnvironmentFile= does: GET / then reports a fingerprint
+# of each key (never a value), and /actuator/health logs in to PostgreSQL
+# with DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD from it. Its database role
+# is what the seeds set up: one login role with a default password.
+appenv() { "$TEST_PYTHON" "$TEST_LIB_DIR/appenv.py" "$@"; }
+# app_env KEY: the fingerprint of KEY in the env file the running service read.
+app_env() {
+	curl -fsS --max-time 5 "http://127.0.0.1:$app_port/" 2>/dev/null |
+		"$TEST_PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("env", {}).get(sys.argv[1], "absent"))' "$1" 2>/dev/null
+}
+# expect WHAT TEST...: count a broken step unless TEST succeeds.
+expect() {
+	local what=$1
+	shift
+	"$@" || {
+		say "!! $what"
+		broken=$((broken + 1))
+	}
+}
+env_file=$TEST_SCRATCH/app/shared/.env
+pg_psql "CREATE ROLE demo_app LOGIN PASSWORD 'change-me'" || exit 1
+cat >>"$env_file" <<EOF
+# as the seeds ship it
+JWT_SECRET=change-me-in-production
+DB_HOST=127.0.0.1
+DB_PORT=$TEST_PG_PORT
+DB_NAME=postgres
+DB_USER=demo_app
+DB_PASSWORD=change-me
+EOF
+chmod 600 "$env_file"
+cat >>opsctl.conf <<EOF
+
+[app]
+env_file = $env_file
+
+[secret "jwt"]
+env = JWT_SECRET
+kind = random
+bytes = 32                              ; openssl rand -base64 32
+previous_env = JWT_SECRET_PREVIOUS      ; tokens signed with the old key stay valid
+
+[secret "db"]
+env = DB_PASSWORD
+kind = postgres-password
+strategy = alternating                  ; DB_USER moves between demo_app_a and demo_app_b
+owner = demo_app                        ; the role of today: both act as it
+role_a = demo_app_a
+role_b = demo_app_b
+; the admin connection (ALTER ROLE, --setup) is DATABASE_URL: the superuser
+EOF
+sed -n '/^\[secret "jwt"\]/,$p' opsctl.conf | sed "s|$TEST_SCRATCH|\$DEMO|g; s/^/    /" >&2
+make_release ai-chat-1.2 v1.2 "{\"env_file\": \"$env_file\", \"db\": true}" || exit 1
+run 0 opsctl -c opsctl.conf deploy --reason "release-1.2: reads .env, checks the database" ai-chat-1.2.tar.gz
+say "GET / answers version '$(serving)'; the service started with JWT_SECRET $(app_env JWT_SECRET), DB_USER demo_app"
+run 0 opsctl -c opsctl.conf rotate-secret --list
+
+step "rotate-secret jwt: a new key, the old one kept as JWT_SECRET_PREVIOUS, restart, health gate"
+say "steps: lock, preflight, pending (0600), write .env atomically, restart, gate, finish"
+old_jwt=$(appenv fingerprint "$env_file" JWT_SECRET)
+(umask 077 && cp "$env_file" "$TEST_SCRATCH/env.before")
+run 0 opsctl -c opsctl.conf rotate-secret --reason "replace the default key of the seeds" jwt
+new_jwt=$(appenv fingerprint "$env_file" JWT_SECRET)
+say "the env file: JWT_SECRET $old_jwt -> $new_jwt, JWT_SECRET_PREVIOUS $(appenv fingerprint "$env_file" JWT_SECRET_PREVIOUS)"
+say "the restarted service runs with JWT_SECRET $(app_env JWT_SECRET), JWT_SECRET_PREVIOUS $(app_env JWT_SECRET_PREVIOUS)"
+expect "expected a new JWT_SECRET, served by the restarted service, and the old one as JWT_SECRET_PREVIOUS" \
+	test "$new_jwt" != "$old_jwt" -a "$(app_env JWT_SECRET)" = "$new_jwt" -a "$(app_env JWT_SECRET_PREVIOUS)" = "$old_jwt"
+expect "more than the two keys changed in the env file" \
+	appenv expect-rotated "$TEST_SCRATCH/env.before" "$env_file" JWT_SECRET JWT_SECRET_PREVIOUS
+rm -f "$TEST_SCRATCH/env.before"
+
+step "rotate-secret db --setup: two login roles that act as demo_app, then a new password"
+say "--setup runs (as the superuser): CREATE ROLE demo_app_a LOGIN IN ROLE demo_app, the same for"
+say "demo_app_b, ALTER ROLE ... SET role = demo_app (what they create belongs to demo_app)"
+say "then the rotation: ALTER ROLE demo_app_a PASSWORD '<SCRAM verifier computed here>', a test"
+say "login, DB_USER=demo_app_a and DB_PASSWORD written together, restart, gate (a fresh login)"
+run 0 opsctl -c opsctl.conf rotate-secret --setup --reason "leave the default password" db
+say "roles: $(pg_psql "SELECT string_agg(rolname || CASE WHEN rolcanlogin THEN '' ELSE ' (no login)' END, ', ' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'demo_app%'")"
+say "DB_USER is now '$(appenv get "$env_file" DB_USER)', DB_PASSWORD $(appenv fingerprint "$env_file" DB_PASSWORD)"
+expect "expected DB_USER=demo_app_a and a service that logs in with it" \
+	test "$(appenv get "$env_file" DB_USER)" = demo_app_a
+run 0 opsctl -c opsctl.conf health app
+say "a session of demo_app_a: $(PGPASSWORD=$(appenv get "$env_file" DB_PASSWORD) "$TEST_PG_BINDIR/psql" -X -q -A -t \
+	-h 127.0.0.1 -p "$TEST_PG_PORT" -U demo_app_a -d postgres -c "SELECT session_user || ' acting as ' || current_user")"
+
+step "rotate-secret db again: demo_app_b gets a new password; demo_app_a keeps working until the next one"
+# the env file as it was, to show that its credentials still log in afterwards
+(umask 077 && cp "$env_file" "$TEST_SCRATCH/env.before")
+run 0 opsctl -c opsctl.conf rotate-secret db
+say "DB_USER is now '$(appenv get "$env_file" DB_USER)'"
+expect "expected DB_USER=demo_app_b" test "$(appenv get "$env_file" DB_USER)" = demo_app_b
+if appenv login "$TEST_SCRATCH/env.before"; then
+	say "the previous credentials (demo_app_a) still log in: connections the app held never failed"
+else
+	say "!! the previous credentials (demo_app_a) no longer log in"
+	broken=$((broken + 1))
+fi
+rm -f "$TEST_SCRATCH/env.before"
+
+step "a rotation whose health gate fails puts the old value back (exit 1)"
+say "PostgreSQL stops, so the restarted service never turns healthy: opsctl writes the"
+say "old .env back byte for byte and restarts the service on it"
+(umask 077 && cp "$env_file" "$TEST_SCRATCH/env.before")
+pg_stop
+run 1 opsctl -c opsctl.conf rotate-secret jwt
+pg_resume
+expect "the env file is not what it was before the failed rotation" cmp -s "$env_file" "$TEST_SCRATCH/env.before"
+rm -f "$TEST_SCRATCH/env.before"
+say "the env file is as it was; the service runs with JWT_SECRET $(app_env JWT_SECRET) again"
+expect "the service does not run with the old JWT_SECRET" test "$(app_env JWT_SECRET)" = "$new_jwt"
+say "PostgreSQL is back: the service turns healthy on the old values"
+run 0 opsctl -c opsctl.conf health --wait 10s app
+
+step "rotate-secret --list: fingerprints and ages; no value in the output, the history or the state"
+run 0 opsctl -c opsctl.conf rotate-secret --list
+leaked=0
+for key in JWT_SECRET JWT_SECRET_PREVIOUS DB_PASSWORD; do
+	value=$(appenv get "$env_file" "$key")
+	[ -n "$value" ] && grep -rqF -- "$value" "$TEST_SCRATCH/state" && leaked=1
+done
+unset value
+expect "a secret value is in $TEST_SCRATCH/state" test "$leaked" = 0
+run 0 opsctl -c opsctl.conf --output json rotate-secret --list
 
 step "stopping everything"
 if [ "$broken" -gt 0 ]; then

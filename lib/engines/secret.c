@@ -1020,6 +1020,10 @@ static int fail_and_revert(struct run *r, int ret)
 	int code = -ret == OPS_EXIT_ABORTED ? OPS_EXIT_ABORTED : OPS_EXIT_FAILED;
 	int back = revert(r, r->err->msg.buf);
 
+	if (back >= 0) {
+		/* what is in force now */
+		fingerprint(r->old_value, r->res->fingerprint);
+	}
 	if (back == 0) {
 		ops_error_hint(r->err, "the old value is back in place; nothing else was changed");
 		set_str(&r->res->outcome, "reverted");
@@ -1101,6 +1105,7 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	envfile_release(&now);
 	r->s = s_named;
 	set_str(&r->res->name, name);
+	set_str(&r->res->gate, "none");
 	set_str(&r->res->kind, jget_str(r->pending, "kind"));
 	set_str(&r->res->strategy, jget_str(r->pending, "strategy"));
 	set_str(&r->res->env_file, r->env_path);

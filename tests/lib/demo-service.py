@@ -18,11 +18,27 @@ so DIR may be a symlink such as releases/current that is switched later):
     {"start_delay_ms": 2000}     sleep this long before listening (a slow JVM start)
     {"latency_ms": 20}           every GET / takes at least this long (work in flight)
     {"exit_code_on_term": 0}     the exit code after SIGTERM (default 0)
+    {"env_file": "/abs/.env"}    read this env file once at start, as a real app does
+                                 (appenv.py's dotenv rules: `export `, quotes, ` #`
+                                 comments, CRLF, the last assignment wins); exit 1
+                                 when it cannot be read or parsed. GET / then also
+                                 returns "env": {KEY: "sha256:<12 hex>"} for every
+                                 key (fingerprints only, never a value)
+    {"db": true}                 with env_file: every /actuator/health opens a fresh
+                                 PostgreSQL connection (libpq through ctypes) with
+                                 DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD from the
+                                 env file (connect_timeout 3 s), runs SELECT 1 and
+                                 closes it, so a health check proves the credentials
+                                 the app started with; answers 503
+                                 {"status":"DOWN","components":{"db":{"status":"DOWN",
+                                 "detail":"..."}}} when that fails, else 200 with
+                                 "components":{"db":{"status":"UP"}}
 
 Endpoints:
   GET /                  200 {"version": V, "port": N, "pid": P, "release": REALDIR}
                          (?sleep_ms=N, at most 10000, delays the answer: a slow request)
-  GET /actuator/health   200 {"status":"UP"} or 503 {"status":"DOWN"}; /health is the same
+  GET /actuator/health   200 {"status":"UP"} or 503 {"status":"DOWN"} (with "components"
+                         when "db" is on); /health is the same
   GET /version           200, the version as plain text
   anything else          404
 
@@ -53,6 +69,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import appenv
+
 STARTED = time.monotonic()
 CONFIG = {}          # filled in main(): version, behaviour, port, release
 STATE = {"draining": False, "drain_deadline": 0.0}
@@ -72,6 +90,18 @@ def healthy():
         return False
     after = float(beh.get("healthy_after_ms", 0) or 0)
     return (time.monotonic() - STARTED) * 1000.0 >= after
+
+
+def db_problem():
+    """None when a fresh connection with the env file's DB_* logs in, else why not."""
+    try:
+        params = appenv.db_params(CONFIG["env"] or {}, timeout=3)
+    except KeyError as exc:
+        return str(exc.args[0])
+    try:
+        return appenv.check_login(params)
+    except OSError as exc:  # no libpq.so.5
+        return "libpq: %s" % exc
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -116,13 +146,23 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, '{"error":"bad sleep_ms"}\n', head_only=head_only)
             if delay > 0:
                 time.sleep(delay / 1000.0)
-            body = json.dumps({"version": CONFIG["version"], "port": CONFIG["port"],
-                               "pid": os.getpid(), "release": CONFIG["release"]})
+            doc = {"version": CONFIG["version"], "port": CONFIG["port"],
+                   "pid": os.getpid(), "release": CONFIG["release"]}
+            if CONFIG["env"] is not None:
+                doc["env"] = appenv.fingerprints(CONFIG["env"])
+            body = json.dumps(doc)
             return self.reply(200, body + "\n", head_only=head_only)
         if path in ("/actuator/health", "/health"):
-            if healthy():
+            if not healthy():
+                return self.reply(503, '{"status":"DOWN"}\n', head_only=head_only)
+            if not CONFIG["behaviour"].get("db"):
                 return self.reply(200, '{"status":"UP"}\n', head_only=head_only)
-            return self.reply(503, '{"status":"DOWN"}\n', head_only=head_only)
+            problem = db_problem()
+            if problem:
+                body = {"status": "DOWN", "components": {"db": {"status": "DOWN", "detail": problem}}}
+                return self.reply(503, json.dumps(body) + "\n", head_only=head_only)
+            body = {"status": "UP", "components": {"db": {"status": "UP"}}}
+            return self.reply(200, json.dumps(body) + "\n", head_only=head_only)
         if path == "/version":
             return self.reply(200, CONFIG["version"] + "\n", "text/plain", head_only)
         return self.reply(404, '{"error":"not found"}\n', head_only=head_only)
@@ -248,7 +288,17 @@ def main():
         except (OSError, ValueError) as exc:
             log("bad %s: %s" % (beh_path, exc))
             return 1
-    CONFIG.update(version=version, behaviour=behaviour, port=args.port, release=release)
+    env = None
+    if behaviour.get("env_file"):
+        try:
+            env = appenv.load(behaviour["env_file"])
+        except (OSError, appenv.EnvError) as exc:
+            log("cannot read env file %s: %s" % (behaviour["env_file"], exc))
+            return 1
+    elif behaviour.get("db"):
+        log("behaviour \"db\" needs \"env_file\"")
+        return 1
+    CONFIG.update(version=version, behaviour=behaviour, port=args.port, release=release, env=env)
 
     stop = threading.Event()
     threading.Thread(target=watchdog, daemon=True,

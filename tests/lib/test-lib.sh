@@ -43,8 +43,8 @@ cd "$TEST_SCRATCH" || exit 1
 
 TEST_FAILURES=0
 TEST_CHECKS=0
-TEST_SERVERS=()     # "pg DATADIR", "httpd PID", "nginx PID", "demo STATEDIR" or
-                    # "load PID", stopped in reverse order
+TEST_SERVERS=()     # "pg DATADIR", "httpd PID", "nginx PID", "demo STATEDIR",
+                    # "load PID", "pool PID", "watch PID" or "s3 PID", stopped in reverse order
 TEST_WATCHDOG_PID=
 
 # ---- messages ------------------------------------------------------------
@@ -243,7 +243,9 @@ test_start_watchdog() {
 			case $kind in
 			pg) pid=$(head -n 1 "$arg/postmaster.pid" 2>/dev/null)
 			    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null ;;
-			nginx|load) kill -TERM "$arg" 2>/dev/null ;;
+			nginx|load|pool|watch|s3) kill -TERM "$arg" 2>/dev/null ;;
+			redis) pid=$(head -n 1 "$arg/redis.pid" 2>/dev/null)
+			       [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null ;;
 			demo) for f in "$arg"/*.pid; do
 			          pid=$(head -n 1 "$f" 2>/dev/null)
 			          [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
@@ -274,6 +276,11 @@ test_cleanup() {
 		nginx) nginx_stop "$arg" ;;
 		demo) demo_stop_all "$arg" ;;
 		load) load_stop "$arg" ;;
+		pool) pool_stop "$arg" ;;
+		watch) secret_watch_stop "$arg" ;;
+		s3) s3_stop "$arg" ;;
+		redis) redis_stop "$arg" ;;
+		qdrant) qdrant_stop "$arg" ;;
 		esac
 	done
 	if [ -n "$TEST_WATCHDOG_PID" ]; then
@@ -345,7 +352,9 @@ pg_as_owner() {
 # pg_start: a throwaway cluster in ./pg, listening on 127.0.0.1:TEST_PG_PORT
 # (scram-sha-256 with TEST_PG_PASSWORD) and on a unix socket in ./pgsock (trust).
 # Sets TEST_PG_BINDIR TEST_PG_DATA TEST_PG_SOCKDIR TEST_PG_PORT TEST_PG_PASSWORD
-# TEST_PG_URL. Exports nothing.
+# TEST_PG_URL. Exports nothing. TEST_PG_CONF_EXTRA, when set, is appended to
+# postgresql.conf as it is (lines of settings), e.g.
+#   TEST_PG_CONF_EXTRA="log_statement = 'all'"   every statement in $TEST_SCRATCH/pg.log
 pg_start() {
 	local attempt
 	TEST_PG_BINDIR=$(pg_find_bindir) || true
@@ -382,6 +391,7 @@ pg_start() {
 	password_encryption = 'scram-sha-256'
 	log_min_messages = warning
 	EOF
+	[ -z "${TEST_PG_CONF_EXTRA:-}" ] || printf '%s\n' "$TEST_PG_CONF_EXTRA" >>"$TEST_PG_DATA/postgresql.conf"
 	for attempt in 1 2 3 4 5; do
 		TEST_PG_PORT=$(free_port)
 		if pg_as_owner "$TEST_PG_BINDIR/pg_ctl" -D "$TEST_PG_DATA" -l "$TEST_SCRATCH/pg.log" \
@@ -821,6 +831,356 @@ load_wait() {
 # e.g. expect_load 'd["failed"] == 0 and d["last_version"] == "v2"'.
 expect_load() {
 	expect_json "$LOAD_OUT" "$1"
+}
+
+# ---- database client pool and secret watcher (rotate-secret tests, t5*) -------
+
+# pool_start ENV_FILE [PGPOOL_PY_ARGS...]: run tests/lib/pgpool.py in the
+# background with the DB_* credentials of ENV_FILE, read once (default --size 4
+# --churn-ms 200 --max-seconds 120), and wait until its connections are open.
+# Sets POOL_PID and POOL_OUT (the summary, ./pool-N.json, written when it stops).
+POOL_RUNS=0
+pool_start() {
+	local env_file=$1 i
+	shift
+	POOL_RUNS=$((POOL_RUNS + 1))
+	POOL_OUT=$TEST_SCRATCH/pool-$POOL_RUNS.json
+	local ready=$TEST_SCRATCH/pool-$POOL_RUNS.ready err=$TEST_SCRATCH/pool-$POOL_RUNS.err
+	rm -f "$POOL_OUT" "$ready"
+	"$TEST_PYTHON" "$TEST_LIB_DIR/pgpool.py" --env-file "$env_file" --size 4 --churn-ms 200 \
+		--max-seconds 120 --out "$POOL_OUT" --ready-file "$ready" --parent-pid $$ "$@" \
+		</dev/null >/dev/null 2>"$err" &
+	POOL_PID=$!
+	test_register_server pool "$POOL_PID"
+	for ((i = 0; i < 200; i++)); do
+		[ -e "$ready" ] && return 0
+		kill -0 "$POOL_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	show_file pool.err "$err"
+	fail "pool_start: the pool did not open its connections with $env_file"
+}
+
+# pool_stop [PID]: SIGTERM, then wait for the summary in POOL_OUT.
+pool_stop() {
+	local pid=${1:-${POOL_PID:-}} i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "pool $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	if [ "$pid" = "${POOL_PID:-}" ] && [ ! -s "$POOL_OUT" ]; then
+		show_file pool.err "$TEST_SCRATCH/pool-$POOL_RUNS.err"
+		fail "pool client $pid wrote no summary ($POOL_OUT)"
+	fi
+	return 0
+}
+
+# expect_pool PYTHON-EXPR: the last pool summary (bound to d) satisfies EXPR,
+# e.g. expect_pool 'd["failed"] == 0 and d["connects"] > 4'.
+expect_pool() {
+	expect_json "$POOL_OUT" "$1"
+}
+
+# secret_watch_start: run tests/lib/secret-watch.py on this shell's process
+# tree (every child's /proc/PID/cmdline and environ, sampled every 5 ms) until
+# secret_watch_stop. Sets WATCH_PID and WATCH_LOG (./secret-watch-N.log); grep
+# it afterwards with expect_secret_absent. Nothing the test runs while the
+# watcher runs may carry a value on its command line or in its environment.
+WATCH_RUNS=0
+secret_watch_start() {
+	local i ready
+	WATCH_RUNS=$((WATCH_RUNS + 1))
+	WATCH_LOG=$TEST_SCRATCH/secret-watch-$WATCH_RUNS.log
+	ready=$TEST_SCRATCH/secret-watch-$WATCH_RUNS.ready
+	rm -f "$WATCH_LOG" "$ready"
+	"$TEST_PYTHON" "$TEST_LIB_DIR/secret-watch.py" --root-pid $$ --log "$WATCH_LOG" \
+		--ready-file "$ready" --interval-ms 5 --max-seconds 300 \
+		</dev/null >/dev/null 2>"$TEST_SCRATCH/secret-watch-$WATCH_RUNS.err" &
+	WATCH_PID=$!
+	test_register_server watch "$WATCH_PID"
+	for ((i = 0; i < 200; i++)); do
+		[ -e "$ready" ] && return 0
+		kill -0 "$WATCH_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	show_file secret-watch.err "$TEST_SCRATCH/secret-watch-$WATCH_RUNS.err"
+	fail "secret_watch_start: the watcher did not start"
+}
+
+# secret_watch_stop [PID]: stop the watcher (after a last scan).
+secret_watch_stop() {
+	local pid=${1:-${WATCH_PID:-}} i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "watch $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	if [ "$pid" = "${WATCH_PID:-}" ] && ! grep -q '^# scans ' "$WATCH_LOG" 2>/dev/null; then
+		show_file secret-watch.err "$TEST_SCRATCH/secret-watch-$WATCH_RUNS.err"
+		fail "the secret watcher $pid did not finish its log ($WATCH_LOG)"
+	fi
+	return 0
+}
+
+# expect_secret_absent VALUE FILE...: VALUE (and its URL-encoded form) occurs
+# in none of the FILEs (missing files count as empty). On failure it names the
+# files, never the value. VALUE never reaches a command line: grep reads it
+# through a pipe.
+expect_secret_absent() {
+	local value=$1 f found=() enc='' i c
+	shift
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	if [ ${#value} -lt 6 ]; then
+		fail "expect_secret_absent: no value (or one too short) to look for"
+		return 1
+	fi
+	for ((i = 0; i < ${#value}; i++)); do
+		c=${value:i:1}
+		case $c in
+		[A-Za-z0-9._~-]) enc+=$c ;;
+		*) printf -v c '%%%02X' "'$c"; enc+=$c ;;
+		esac
+	done
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		grep -qF -f <(printf '%s\n%s\n' "$value" "$enc") -- "$f" && found+=("$f")
+	done
+	[ ${#found[@]} -eq 0 ] && return 0
+	fail "a secret value (${#value} characters) occurs in: ${found[*]}"
+}
+
+# ---- S3 storage (s3rver) ----------------------------------------------------
+
+# s3_start [BUCKET]: a fresh s3rver (installed into .cache/npm by
+# scripts/deps.sh) on a free loopback port, its data in a new directory, the
+# bucket (default: backups) created, run through tests/lib/s3rver-run.js.
+# Sets S3_PORT S3_URL (http://127.0.0.1:PORT) S3_DIR (the data directory: an
+# object is S3_DIR/BUCKET/KEY._S3rver_object) S3_BUCKET S3_LOG S3_PID, and
+# S3_ACCESS_KEY / S3_SECRET_KEY (s3rver's only account, S3RVER/S3RVER; it
+# checks that the key exists but not the signature). S3_LOG gets one line per
+# request, "METHOD URL STATUS" (status 0: the client went away mid-request).
+S3_RUNS=0
+s3_start() {
+	local module=$TEST_SRCDIR/.cache/npm/node_modules/s3rver portfile
+	command -v node >/dev/null 2>&1 && [ -f "$module/package.json" ] || {
+		fail "s3_start: no s3rver in $TEST_SRCDIR/.cache/npm (scripts/deps.sh installs it)"
+		return 1
+	}
+	S3_RUNS=$((S3_RUNS + 1))
+	S3_BUCKET=${1:-backups}
+	S3_DIR=$TEST_SCRATCH/s3-$S3_RUNS
+	S3_LOG=$TEST_SCRATCH/s3-$S3_RUNS.log
+	portfile=$TEST_SCRATCH/s3-$S3_RUNS.port
+	mkdir -p "$S3_DIR" || fail "s3_start: mkdir $S3_DIR"
+	: >"$S3_LOG"
+	# s3rver's ListObjectsV2 continuation tokens are DES-encrypted, which
+	# node's OpenSSL 3 keeps in its legacy provider
+	node --openssl-legacy-provider "$TEST_LIB_DIR/s3rver-run.js" --module "$module" --dir "$S3_DIR" --bucket "$S3_BUCKET" \
+		--port-file "$portfile" --log "$S3_LOG" --parent-pid $$ --max-seconds 900 \
+		</dev/null >/dev/null 2>"$TEST_SCRATCH/s3-$S3_RUNS.err" &
+	S3_PID=$!
+	test_register_server s3 "$S3_PID"
+	wait_for 30 test -s "$portfile" || {
+		show_file s3rver.err "$TEST_SCRATCH/s3-$S3_RUNS.err"
+		fail "s3_start: s3rver did not start"
+		return 1
+	}
+	S3_PORT=$(cat "$portfile")
+	S3_URL="http://127.0.0.1:$S3_PORT"
+	S3_ACCESS_KEY=S3RVER
+	S3_SECRET_KEY=S3RVER
+}
+
+# s3_resume: start s3rver again on the data directory and port of the last
+# s3_start (after s3_stop), so a client configured for S3_URL finds it again.
+s3_resume() {
+	local module=$TEST_SRCDIR/.cache/npm/node_modules/s3rver portfile
+	portfile=$TEST_SCRATCH/s3-$S3_RUNS.port
+	rm -f "$portfile"
+	node --openssl-legacy-provider "$TEST_LIB_DIR/s3rver-run.js" --module "$module" --dir "$S3_DIR" --port "$S3_PORT" \
+		--port-file "$portfile" --log "$S3_LOG" --parent-pid $$ --max-seconds 900 \
+		</dev/null >/dev/null 2>>"$TEST_SCRATCH/s3-$S3_RUNS.err" &
+	S3_PID=$!
+	test_register_server s3 "$S3_PID"
+	wait_for 30 test -s "$portfile" || {
+		show_file s3rver.err "$TEST_SCRATCH/s3-$S3_RUNS.err"
+		fail "s3_resume: s3rver did not start again on port $S3_PORT"
+		return 1
+	}
+}
+
+# s3_stop [PID]: stop s3rver (SIGTERM; SIGKILL after 5 s). The data stays.
+s3_stop() {
+	local pid=${1:-${S3_PID:-}} i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	for ((i = ${#TEST_SERVERS[@]} - 1; i >= 0; i--)); do
+		[ "${TEST_SERVERS[$i]}" != "s3 $pid" ] || unset 'TEST_SERVERS[i]'
+	done
+	TEST_SERVERS=("${TEST_SERVERS[@]}")
+	return 0
+}
+
+# s3_count METHOD [ERE]: how many requests of METHOD (whose URL matches ERE)
+# s3rver has answered so far, e.g. the parts uploaded:
+#   s3_count PUT 'partNumber='
+s3_count() {
+	local method=$1 pattern=${2:-}
+	awk -v m="$method" -v p="$pattern" '$1 == m && (p == "" || $2 ~ p) { n++ } END { print n + 0 }' "$S3_LOG"
+}
+
+# s3_object_file KEY: the file in which s3rver keeps an object of S3_BUCKET
+# (to corrupt it behind the server's back).
+s3_object_file() {
+	printf '%s/%s/%s._S3rver_object' "$S3_DIR" "$S3_BUCKET" "$1"
+}
+
+# ---- Redis and the Qdrant stand-in (backup source tests, t61*) --------------
+
+# redis_start [CONF_LINE...]: a throwaway redis-server (Debian's) on a free
+# loopback port, in its own directory with its own config, RDB, pid file and
+# log; daemonized, no save points, no AOF (CONF_LINEs are appended to the
+# config, e.g. 'requirepass s3cret' or 'appendonly yes'). Registered for
+# cleanup (and the watchdog). Sets REDIS_PORT REDIS_DIR REDIS_CONF REDIS_RDB
+# REDIS_PID_FILE, and REDIS_START / REDIS_STOP: shell command lines for a
+# [source] start / stop (stop returns before the server is gone, like
+# `systemctl stop --no-block`).
+REDIS_RUNS=0
+redis_start() {
+	local bin line
+	bin=$(command -v redis-server || echo /usr/bin/redis-server)
+	[ -x "$bin" ] || {
+		fail "redis_start: no redis-server (scripts/deps.sh installs it)"
+		return 1
+	}
+	REDIS_RUNS=$((REDIS_RUNS + 1))
+	REDIS_DIR=$TEST_SCRATCH/redis-$REDIS_RUNS
+	REDIS_CONF=$REDIS_DIR/redis.conf
+	REDIS_RDB=$REDIS_DIR/dump.rdb
+	REDIS_PID_FILE=$REDIS_DIR/redis.pid
+	REDIS_PORT=$(free_port)
+	mkdir -p "$REDIS_DIR" || fail "redis_start: mkdir $REDIS_DIR"
+	{
+		printf 'bind 127.0.0.1\nport %s\nprotected-mode yes\n' "$REDIS_PORT"
+		printf 'dir %s\ndbfilename dump.rdb\n' "$REDIS_DIR"
+		printf 'pidfile %s\nlogfile %s/redis.log\ndaemonize yes\n' "$REDIS_PID_FILE" "$REDIS_DIR"
+		printf 'save ""\nappendonly no\n'
+		for line in "$@"; do
+			printf '%s\n' "$line"
+		done
+	} >"$REDIS_CONF"
+	REDIS_START="$bin '$REDIS_CONF'"
+	REDIS_STOP="kill \$(cat '$REDIS_PID_FILE')"
+	test_register_server redis "$REDIS_DIR"
+	"$bin" "$REDIS_CONF" >"$REDIS_DIR/start.out" 2>&1 || {
+		show_file redis-server "$REDIS_DIR/start.out"
+		fail "redis_start: redis-server did not start"
+		return 1
+	}
+	wait_for 10 redis_up || {
+		show_file redis.log "$REDIS_DIR/redis.log"
+		fail "redis_start: no answer on 127.0.0.1:$REDIS_PORT"
+		return 1
+	}
+}
+
+# redis_up: the server of the last redis_start answers PING (and has loaded
+# its data); one with requirepass answering NOAUTH counts.
+redis_up() {
+	case $(redis_cli PING 2>&1) in
+	PONG | *NOAUTH*) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# redis_cli ARGS...: redis-cli against the last redis_start (REDISCLI_AUTH
+# from the environment when set).
+redis_cli() {
+	redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
+
+# redis_stop DIR: stop the redis-server of DIR (SIGTERM, SIGKILL after 5 s).
+redis_stop() {
+	local dir=${1:-$REDIS_DIR} pid i
+	pid=$(head -n 1 "$dir/redis.pid" 2>/dev/null)
+	if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	return 0
+}
+
+# qdrant_start [ARGS...]: tests/lib/qdrant-fake.py (Qdrant's snapshot API;
+# no Qdrant server is installable here) with its data in ./qdrant-N; ARGS go
+# to it (--api-key KEY, --pad BYTES). Sets QDRANT_PORT QDRANT_URL QDRANT_DATA
+# QDRANT_PID, and QDRANT_KEY (the --api-key, which qdrant_api sends).
+QDRANT_RUNS=0
+qdrant_start() {
+	local portfile arg prev=
+	QDRANT_KEY=
+	for arg in "$@"; do
+		[ "$prev" != --api-key ] || QDRANT_KEY=$arg
+		prev=$arg
+	done
+	QDRANT_RUNS=$((QDRANT_RUNS + 1))
+	QDRANT_DATA=$TEST_SCRATCH/qdrant-$QDRANT_RUNS
+	portfile=$QDRANT_DATA.port
+	"$TEST_PYTHON" "$TEST_LIB_DIR/qdrant-fake.py" --port-file "$portfile" --data "$QDRANT_DATA" \
+		--parent-pid $$ --max-seconds 900 "$@" </dev/null >/dev/null 2>"$QDRANT_DATA.err" &
+	QDRANT_PID=$!
+	test_register_server qdrant "$QDRANT_PID"
+	wait_for 30 test -s "$portfile" || {
+		show_file qdrant-fake.err "$QDRANT_DATA.err"
+		fail "qdrant_start: the Qdrant stand-in did not start"
+		return 1
+	}
+	QDRANT_PORT=$(cat "$portfile")
+	QDRANT_URL="http://127.0.0.1:$QDRANT_PORT"
+}
+
+# qdrant_stop [PID]
+qdrant_stop() {
+	local pid=${1:-$QDRANT_PID}
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	return 0
+}
+
+# qdrant_api METHOD PATH [JSON]: one request to the stand-in; the answer on stdout.
+qdrant_api() {
+	curl -fsS --max-time 10 -X "$1" -H 'Content-Type: application/json' -H "api-key: $QDRANT_KEY" \
+		${3:+--data "$3"} "$QDRANT_URL$2"
+}
+
+# qdrant_fault OP STATUS [MODE]: make the next create|download|delete|upload
+# requests answer STATUS (0 clears it); MODE corrupt: download one byte off.
+qdrant_fault() {
+	qdrant_api POST /__fault "{\"op\":\"$1\",\"status\":$2,\"mode\":\"${3:-}\"}" >/dev/null ||
+		fail "qdrant_fault $*: the control request failed"
+}
+
+# qdrant_snapshots COLLECTION: how many snapshots the server keeps for it.
+qdrant_snapshots() {
+	local d=$QDRANT_DATA/snapshots/$1
+	if [ -d "$d" ]; then
+		find "$d" -name '*.snapshot' | wc -l
+	else
+		echo 0
+	fi
 }
 
 # ---- opsctl --------------------------------------------------------------
