@@ -959,11 +959,13 @@ expect_secret_absent() {
 # s3_start [BUCKET]: a fresh s3rver (installed into .cache/npm by
 # scripts/deps.sh) on a free loopback port, its data in a new directory, the
 # bucket (default: backups) created, run through tests/lib/s3rver-run.js.
-# Sets S3_PORT S3_URL (http://127.0.0.1:PORT) S3_DIR (the data directory: an
+# Sets S3_PORT S3_URL (http://127.0.0.1:PORT, for path_style = yes),
+# S3_VHOST_URL (http://s3.localhost:PORT, for virtual-host-style requests to
+# BUCKET.s3.localhost, which curl resolves to loopback), S3_DIR (the data directory: an
 # object is S3_DIR/BUCKET/KEY._S3rver_object) S3_BUCKET S3_LOG S3_PID, and
 # S3_ACCESS_KEY / S3_SECRET_KEY (s3rver's only account, S3RVER/S3RVER; it
 # checks that the key exists but not the signature). S3_LOG gets one line per
-# request, "METHOD URL STATUS" (status 0: the client went away mid-request).
+# request, "METHOD URL STATUS HOST" (status 0: the client went away mid-request).
 S3_RUNS=0
 s3_start() {
 	local module=$TEST_SRCDIR/.cache/npm/node_modules/s3rver portfile
@@ -992,6 +994,7 @@ s3_start() {
 	}
 	S3_PORT=$(cat "$portfile")
 	S3_URL="http://127.0.0.1:$S3_PORT"
+	S3_VHOST_URL="http://s3.localhost:$S3_PORT"
 	S3_ACCESS_KEY=S3RVER
 	S3_SECRET_KEY=S3RVER
 }
@@ -1014,11 +1017,13 @@ s3_resume() {
 	}
 }
 
-# s3_stop [PID]: stop s3rver (SIGTERM; SIGKILL after 5 s). The data stays.
+# s3_stop [PID]: stop s3rver (SIGTERM; SIGKILL after 5 s), also one a test
+# left stopped (SIGSTOP). The data stays.
 s3_stop() {
 	local pid=${1:-${S3_PID:-}} i
 	[ -n "$pid" ] || return 0
 	kill -TERM "$pid" 2>/dev/null || true
+	kill -CONT "$pid" 2>/dev/null || true
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
@@ -1038,6 +1043,20 @@ s3_stop() {
 s3_count() {
 	local method=$1 pattern=${2:-}
 	awk -v m="$method" -v p="$pattern" '$1 == m && (p == "" || $2 ~ p) { n++ } END { print n + 0 }' "$S3_LOG"
+}
+
+# s3_wait_quiet: wait (up to 30 s) until S3_LOG has not grown for half a
+# second: the requests of a client that was killed are logged only when the
+# server notices it is gone, and must not be counted as the next run's.
+s3_wait_quiet() {
+	local before after i
+	for ((i = 0; i < 60; i++)); do
+		before=$(wc -l <"$S3_LOG")
+		sleep 0.5
+		after=$(wc -l <"$S3_LOG")
+		[ "$before" != "$after" ] || return 0
+	done
+	fail "s3_wait_quiet: s3rver is still busy after 30 s"
 }
 
 # s3_object_file KEY: the file in which s3rver keeps an object of S3_BUCKET
