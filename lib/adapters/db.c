@@ -698,7 +698,19 @@ int db_copy_put(PGconn *conn, const void *buf, size_t len, int64_t stall_ms, str
 		p += chunk;
 		len -= (size_t)chunk;
 	}
-	return PQflush(conn) < 0 ? copy_failed(conn, NULL, err) : 0;
+	/* all of it in the socket before more is queued: otherwise libpq's
+	 * buffer grows by whatever the server has not read yet, and what is left
+	 * of it is moved down after every partial send (a restore spent most of
+	 * its CPU in that memmove) */
+	for (;;) {
+		int rc = PQflush(conn), ret;
+		if (rc < 0)
+			return copy_failed(conn, NULL, err);
+		if (rc == 0)
+			return 0;
+		if ((ret = copy_wait(conn, POLLOUT, stall_ms, err)) < 0)
+			return ret;
+	}
 }
 
 int db_copy_end(PGconn *conn, int64_t stall_ms, long long *rows, struct ops_error *err)

@@ -864,6 +864,22 @@ int proc_exited(const struct proc_child *c)
 	return !c->priv || pid_exited(c->priv->pid, &ignored) != 0;
 }
 
+int proc_wait_exit(const struct proc_child *c, int wait_ms)
+{
+	struct pollfd pfd;
+
+	if (proc_exited(c))
+		return 1;
+	if (c->priv->pidfd >= 0) {
+		pfd = (struct pollfd){ c->priv->pidfd, POLLIN, 0 };
+		poll(&pfd, 1, wait_ms); /* EINTR: looked at again below */
+	} else {
+		struct timespec ts = { 0, (long)(wait_ms < REAP_TICK_MS ? wait_ms : REAP_TICK_MS) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return proc_exited(c);
+}
+
 int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *res,
 		struct ops_error *err)
 {

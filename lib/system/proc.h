@@ -128,6 +128,10 @@ int proc_finish(struct proc_child *c, int64_t timeout_ms, struct proc_result *re
  * it), 0 while it runs: for a caller that waits on something else (files the
  * child writes) and must notice the exit. 1 also for a zeroed struct. */
 int proc_exited(const struct proc_child *c);
+/* proc_exited after waiting up to wait_ms for the exit, returning as soon as
+ * it happens (a pidfd; without one, a look every 50 ms): for a caller that
+ * shows progress while it waits and must not add a tick to each step. */
+int proc_wait_exit(const struct proc_child *c, int wait_ms);
 
 /* Aborts: closes our ends, SIGTERM at once, SIGKILL 2 s later if still there,
  * reaps it and releases c. Not async-signal-safe: a signal handler sets a

@@ -375,6 +375,42 @@ static void test_run_deadline_escalates(void **state)
 	ops_error_release(&err);
 }
 
+/* proc_wait_exit: at most the wait while the child runs, at once when it
+ * exits (a restore step must not lose a polling tick), the child left for
+ * proc_finish to reap. */
+static void test_wait_exit(void **state)
+{
+	const char *slow[] = { "sleep", "30", NULL }, *quick[] = { "sleep", "0.2", NULL };
+	struct proc_stream_opts o = { 0 };
+	struct proc_child c, zero;
+	struct proc_result res;
+	struct ops_error err = OPS_ERROR_INIT;
+	int64_t t0, took;
+	(void)state;
+
+	memset(&zero, 0, sizeof(zero));
+	assert_int_equal(proc_wait_exit(&zero, 1000), 1);
+
+	assert_int_equal(proc_start(slow, &o, &c, &err), 0);
+	t0 = now_ms();
+	assert_int_equal(proc_wait_exit(&c, 100), 0);
+	took = now_ms() - t0;
+	assert_true(took >= 90 && took < 1000);
+	proc_kill(&c);
+
+	assert_int_equal(proc_start(quick, &o, &c, &err), 0);
+	t0 = now_ms();
+	while (!proc_wait_exit(&c, 10000))
+		;
+	took = now_ms() - t0;
+	assert_true(took >= 150 && took < 1500); /* not the 10 s asked for */
+	assert_int_equal(proc_finish(&c, 0, &res, &err), 0);
+	assert_int_equal(res.exited, 1);
+	assert_int_equal(res.status, 0);
+	assert_no_children();
+	ops_error_release(&err);
+}
+
 /* Aborting (Ctrl-C, a failed reader): quick, nothing left. */
 static void test_kill_aborts(void **state)
 {
@@ -491,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_chatty_stderr_does_not_deadlock),
 		cmocka_unit_test(test_finish_deadline_kills),
 		cmocka_unit_test(test_run_deadline_escalates),
+		cmocka_unit_test(test_wait_exit),
 		cmocka_unit_test(test_kill_aborts),
 		cmocka_unit_test(test_start_failures),
 		cmocka_unit_test(test_env_cwd_and_signal_exit),
