@@ -4,6 +4,8 @@
 #include "adapters/db.h"
 #include "base/parse.h"
 #include "engines/backup.h"
+#include "engines/offsite.h"
+#include "engines/source.h"
 #include "system/clock.h"
 #include "system/fs.h"
 
@@ -16,15 +18,16 @@
 #include <unistd.h>
 
 static const char *const backup_usage[] = {
-	"opsctl backup [create] [--no-prune] [--dir DIR] [--format directory|custom|plain] [--compression zstd|gzip|none] [--jobs N]",
-	"opsctl backup list [--dir DIR]",
-	"opsctl backup verify [ID|latest] [--restore-test] [--dir DIR]",
+	"opsctl backup [create] [--no-prune] [--dir DIR] [--format directory|custom|plain] [--compression zstd|gzip|none] [--jobs N] [--limit-rate RATE]",
+	"opsctl backup list [--remote] [--dir DIR]",
+	"opsctl backup verify [ID|latest] [--restore-test | --remote [--deep]] [--dir DIR]",
 	"opsctl backup prune [--dir DIR]",
+	"opsctl backup upload [ID] [--limit-rate RATE] [--dir DIR]",
 	NULL,
 };
 
 static const char *const restore_usage[] = {
-	"opsctl restore [ID|PATH|latest] [--target-db NAME] [--jobs N] [--files|--no-files] [--dir DIR]",
+	"opsctl restore [ID|PATH|latest] [--target-db NAME] [--jobs N] [--files|--no-files] [--sources|--no-sources] [--dir DIR]",
 	NULL,
 };
 
@@ -48,6 +51,10 @@ struct bk_settings {
 	size_t npaths;
 	struct bk_policy policy;
 	int have_policy;
+	char *offsite;         /* [backup] offsite: the [storage] sets are uploaded to */
+	uint64_t limit_rate;   /* --limit-rate: upload bytes/s */
+	struct src_settings *sources;  /* the [source]s */
+	size_t nsources;
 };
 
 static void settings_release(struct bk_settings *s)
@@ -58,6 +65,10 @@ static void settings_release(struct bk_settings *s)
 	for (size_t i = 0; i < s->npaths; i++)
 		free(s->paths[i]);
 	free(s->paths);
+	free(s->offsite);
+	for (size_t i = 0; i < s->nsources; i++)
+		src_settings_release(&s->sources[i]);
+	free(s->sources);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -140,6 +151,40 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 		if (cfg && config_get_int(cfg, "backup", NULL, keys[i], 0, 100000, slots[i], &ctx->err) < 0)
 			return -ctx->err.code;
 	}
+	v = cfg ? config_get(cfg, "backup", NULL, "offsite") : NULL;
+	s->offsite = v && *v ? xstrdup(v) : NULL;
+	if (cfg) {
+		const char **names = NULL;
+		size_t n = src_names(cfg, &names);
+		int ret = 0;
+		s->sources = xcalloc(n + 1, sizeof(*s->sources));
+		for (size_t i = 0; i < n && ret == 0; i++) {
+			src_settings_init(&s->sources[i]);
+			s->nsources++;
+			ret = src_settings_load(&s->sources[i], cfg, ctx->have_env ? &ctx->env : NULL, names[i], &ctx->err);
+		}
+		free(names);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* [storage "NAME"] of [backup] offsite, with the remote retention. */
+static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s, struct off_settings *o)
+{
+	int ret;
+	off_settings_init(o);
+	if (!s->offsite) {
+		ret = ops_error_set(&ctx->err, OPS_EXIT_CONFIG, "no [backup] offsite: there is no remote to use");
+		ops_error_hint(&ctx->err, "set [backup] offsite = NAME and describe it in [storage \"NAME\"]");
+		return ret;
+	}
+	if ((ret = off_settings_load(o, &ctx->cfg, s->offsite, ctx->have_env ? &ctx->env : NULL, &s->policy,
+				     s->have_policy, &ctx->err)) < 0)
+		return ret;
+	o->state_dir = cmd_state_dir(ctx);
+	o->rate_limit = s->limit_rate;
 	return 0;
 }
 
@@ -195,7 +240,7 @@ static int take_lock(struct opsctl_ctx *ctx, struct fs_lock *lock, const char *c
 /* Prometheus textfile for node_exporter, rewritten atomically after every
  * run, so an alert fires when backups stop succeeding. */
 static void write_metrics(struct opsctl_ctx *ctx, const struct bk_settings *s, int ok,
-			  const struct bk_entry *made, int64_t duration_ms)
+			  const struct bk_entry *made, int64_t duration_ms, int offsite_ok)
 {
 	struct bk_list l;
 	struct strbuf sb = STRBUF_INIT;
@@ -225,6 +270,11 @@ static void write_metrics(struct opsctl_ctx *ctx, const struct bk_settings *s, i
 	strbuf_addf(&sb, "# HELP opsctl_backup_size_bytes size of the newest good backup\n"
 			 "# TYPE opsctl_backup_size_bytes gauge\n"
 			 "opsctl_backup_size_bytes{app=\"%s\"} %llu\n", s->app, (unsigned long long)size);
+	if (s->offsite && offsite_ok >= 0)
+		strbuf_addf(&sb, "# HELP opsctl_backup_offsite_success 1 if the last run's sets reached the offsite storage\n"
+				 "# TYPE opsctl_backup_offsite_success gauge\n"
+				 "opsctl_backup_offsite_success{app=\"%s\",storage=\"%s\"} %d\n",
+			    s->app, s->offsite, offsite_ok);
 	if (fs_write_atomic(s->metrics_file, sb.buf, sb.len, 0644, &err) < 0)
 		term_warning(&ctx->term, "cannot write the metrics file: %s", err.msg.buf);
 	if (l.nr || l.items)
@@ -298,6 +348,147 @@ static int prune(struct opsctl_ctx *ctx, const struct bk_settings *s, cJSON *rem
 	return ret;
 }
 
+static void on_source_event(void *data, enum src_event kind, const char *msg)
+{
+	struct progress_state *p = data;
+	if (kind == SRC_EVENT_WARNING)
+		term_warning(&p->ctx->term, "%s", msg);
+	else if (kind == SRC_EVENT_VERBOSE)
+		term_verbose(&p->ctx->term, "%s", msg);
+	else
+		term_info(&p->ctx->term, "%s", msg);
+}
+
+static void on_source_progress(void *data, const char *what, uint64_t done, uint64_t total)
+{
+	on_progress(what, done, total, data);
+}
+
+static int on_source_stop(void *data)
+{
+	(void)data;
+	return (int)interrupted;
+}
+
+static void source_callbacks(struct src_callbacks *cb, struct progress_state *ps)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->event = on_source_event;
+	cb->progress = on_source_progress;
+	cb->stop_requested = on_source_stop;
+	cb->data = ps;
+}
+
+static void on_upload_progress(void *data, uint64_t done, uint64_t total)
+{
+	on_progress("upload", done, total, data);
+}
+
+/* Uploads the local sets the remote retention keeps that are not there yet
+ * (the one just made, and any whose upload failed before), oldest first;
+ * only_id: that set alone, uploaded again even if it was. Ids uploaded go
+ * into uploaded. */
+static int upload_sets(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *only_id, cJSON *uploaded)
+{
+	struct off_settings o;
+	struct bk_list l;
+	struct progress_state ps = { ctx, clock_now_ms(), 0 };
+	int *keep = NULL, ret, found = 0;
+
+	memset(&l, 0, sizeof(l));
+	if ((ret = offsite_settings(ctx, s, &o)) < 0 || (ret = bk_list_read(s->dir, &l, &ctx->err)) < 0)
+		goto out;
+	bk_list_only_app(&l, s->app);
+	keep = xcalloc(l.nr + 1, sizeof(int));
+	if (o.have_policy)
+		bk_retention(&l, &o.policy, keep, NULL);
+	else
+		for (size_t k = 0; k < l.nr; k++)
+			keep[k] = 1;
+	if (only_id) {
+		const struct bk_entry *one;
+		if ((ret = bk_find(&l, only_id, &one, &ctx->err)) < 0)
+			goto out;
+		only_id = one->id;
+	}
+	/* newest first: the set just made matters most */
+	for (size_t k = 0; k < l.nr && ret == 0; k++) {
+		const struct bk_entry *e = &l.items[k];
+		struct off_upload_result ur;
+		struct strbuf size = STRBUF_INIT;
+
+		if (only_id ? strcmp(e->id, only_id) != 0 : (!keep[k] || off_uploaded(e, s->offsite)))
+			continue;
+		found = 1;
+		if (ctx->dry_run) {
+			if (!ctx->json)
+				printf("would upload %s to '%s'\n", e->id, s->offsite);
+			cJSON_AddItemToArray(uploaded, cJSON_CreateString(e->id));
+			continue;
+		}
+		ps.start = clock_now_ms();
+		ret = off_upload(&o, e, on_upload_progress, &ps, &ur, &ctx->err);
+		term_progress_done(&ctx->term);
+		if (ret < 0) {
+			ops_error_prefix(&ctx->err, "backup '%s' is complete here, but its upload to '%s' failed", e->id,
+					 s->offsite);
+			/* the adapter's hint (the credentials, the server) says what to fix */
+			if (ctx->err.hint.len)
+				ops_error_hint(&ctx->err, "%s; the local set is intact, and the next 'opsctl backup' uploads it again (or run 'opsctl backup upload %s')",
+					       ctx->err.hint.buf, e->id);
+			else
+				ops_error_hint(&ctx->err, "the local set is intact; the next 'opsctl backup' uploads it again (or run 'opsctl backup upload %s')",
+					       e->id);
+			break;
+		}
+		format_size(&size, ur.bytes);
+		term_info(&ctx->term, "uploaded %s to '%s' (%s in %.1fs%s)", e->id, s->offsite, size.buf,
+			  (double)ur.duration_ms / 1000.0, ur.skipped || ur.parts_resumed ? ", resumed" : "");
+		strbuf_release(&size);
+		cJSON_AddItemToArray(uploaded, cJSON_CreateString(e->id));
+	}
+	(void)found;
+out:
+	free(keep);
+	bk_list_release(&l);
+	off_settings_release(&o);
+	return ret;
+}
+
+/* Remote retention: the remote_keep_* policy over the remote sets. */
+static int prune_remote(struct opsctl_ctx *ctx, const struct bk_settings *s, cJSON *removed_out)
+{
+	struct off_settings o;
+	struct bk_list l;
+	int *keep = NULL, ret;
+
+	memset(&l, 0, sizeof(l));
+	if ((ret = offsite_settings(ctx, s, &o)) < 0 || !o.have_policy || (ret = off_list(&o, &l, &ctx->err)) < 0)
+		goto out;
+	bk_list_only_app(&l, s->app);
+	keep = xcalloc(l.nr + 1, sizeof(int));
+	bk_retention(&l, &o.policy, keep, NULL);
+	for (size_t i = 0; i < l.nr && ret == 0; i++) {
+		if (keep[i])
+			continue;
+		if (ctx->dry_run) {
+			if (!ctx->json)
+				printf("would remove %s from '%s'\n", l.items[i].id, s->offsite);
+		} else if ((ret = off_remove(&o, &l.items[i], &ctx->err)) == 0 && !ctx->json && !ctx->quiet) {
+			printf("removed %s from '%s'\n", l.items[i].id, s->offsite);
+		}
+		if (ret == 0)
+			cJSON_AddItemToArray(removed_out, cJSON_CreateString(l.items[i].id));
+	}
+	if (ret < 0)
+		ops_error_prefix(&ctx->err, "pruning '%s'", s->offsite);
+out:
+	free(keep);
+	bk_list_release(&l);
+	off_settings_release(&o);
+	return ret;
+}
+
 static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune)
 {
 	struct bk_create_opts o;
@@ -305,8 +496,10 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	struct db_target db;
 	struct fs_lock lock = FS_LOCK_INIT;
 	struct progress_state ps = { ctx, clock_now_ms(), 0 };
+	struct src_callbacks scb;
 	cJSON *fields = cJSON_CreateObject(), *removed = cJSON_CreateArray();
-	int ret, code, have_db = 0;
+	cJSON *uploaded = cJSON_CreateArray(), *removed_remote = cJSON_CreateArray();
+	int ret, code, have_db = 0, offsite_ok = -1;
 
 	memset(&made, 0, sizeof(made));
 	memset(&db, 0, sizeof(db));
@@ -317,6 +510,12 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 		goto out;
 	}
 	ret = take_lock(ctx, &lock, "opsctl backup");
+	if (ret == 0 && s->offsite) {
+		/* a bad [storage] is the config's fault, found before the dump */
+		struct off_settings check;
+		ret = offsite_settings(ctx, s, &check);
+		off_settings_release(&check);
+	}
 	if (ret == 0)
 		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL,
 				 ctx->have_env ? &ctx->env : NULL, &ctx->err);
@@ -334,13 +533,27 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	o.paths = (const char *const *)s->paths;
 	o.npaths = s->npaths;
 	o.pg_dump = s->pg_dump;
+	o.sources = s->sources;
+	o.nsources = s->nsources;
+	source_callbacks(&scb, &ps);
+	o.source_callbacks = &scb;
 	o.progress = on_progress;
 	o.progress_data = &ps;
 	ret = bk_create(&o, &made, &ctx->err);
 	term_progress_done(&ctx->term);
-	write_metrics(ctx, s, ret == 0, ret == 0 ? &made : NULL, clock_now_ms() - ps.start);
 	if (ret == 0 && s->have_policy && !no_prune)
 		ret = prune(ctx, s, removed); /* never after a failed backup */
+	if (ret == 0 && s->offsite) {
+		/* the local set is complete and valid whatever happens now */
+		ret = upload_sets(ctx, s, NULL, uploaded);
+		if (ret == 0 && !no_prune)
+			ret = prune_remote(ctx, s, removed_remote);
+		offsite_ok = ret == 0;
+		if (ret < 0 && ctx->err.code != OPS_EXIT_INTEGRITY)
+			ctx->err.code = OPS_EXIT_UNREACHABLE;
+	}
+	if (made.id || ret < 0)
+		write_metrics(ctx, s, made.id != NULL, made.id ? &made : NULL, clock_now_ms() - ps.start, offsite_ok);
 out:
 	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
 	if (!ctx->dry_run) {
@@ -348,6 +561,11 @@ out:
 			cJSON_AddStringToObject(fields, "id", made.id);
 			cJSON_AddNumberToObject(fields, "size_bytes", (double)bk_manifest_size(&made.m));
 			cJSON_AddNumberToObject(fields, "duration_ms", (double)made.m.duration_ms);
+		}
+		if (s->offsite) {
+			cJSON_AddStringToObject(fields, "offsite", s->offsite);
+			cJSON_AddBoolToObject(fields, "offsite_ok", offsite_ok == 1);
+			cJSON_AddItemToObject(fields, "uploaded", cJSON_Duplicate(uploaded, 1));
 		}
 		if (code)
 			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
@@ -357,6 +575,14 @@ out:
 		cJSON_AddStringToObject(doc, "command", "backup create");
 		cJSON_AddItemToObject(doc, "pruned", removed);
 		removed = NULL;
+		if (s->offsite) {
+			cJSON *off = cJSON_AddObjectToObject(doc, "offsite");
+			cJSON_AddStringToObject(off, "storage", s->offsite);
+			cJSON_AddBoolToObject(off, "ok", offsite_ok == 1);
+			cJSON_AddItemToObject(off, "uploaded", uploaded);
+			cJSON_AddItemToObject(off, "pruned", removed_remote);
+			uploaded = removed_remote = NULL;
+		}
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code)
 			cmd_json_error(doc, &ctx->err);
@@ -376,6 +602,8 @@ out:
 	else
 		cJSON_Delete(fields);
 	cJSON_Delete(removed);
+	cJSON_Delete(uploaded);
+	cJSON_Delete(removed_remote);
 	if (have_db)
 		db_target_release(&db);
 	bk_entry_release(&made);
@@ -383,23 +611,33 @@ out:
 	return code;
 }
 
-static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s)
+static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s, int remote)
 {
 	struct bk_list l;
-	if (bk_list_read(s->dir, &l, &ctx->err) < 0)
+	if (remote) {
+		struct off_settings o;
+		int ret = offsite_settings(ctx, s, &o);
+		if (ret == 0)
+			ret = off_list(&o, &l, &ctx->err);
+		off_settings_release(&o);
+		if (ret < 0)
+			return fail_json(ctx, "backup list --remote");
+	} else if (bk_list_read(s->dir, &l, &ctx->err) < 0) {
 		return fail_json(ctx, "backup list");
+	}
 	if (ctx->json) {
 		cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "backups");
 		for (size_t i = 0; i < l.nr; i++)
 			cJSON_AddItemToArray(arr, entry_json(&l.items[i]));
-		cJSON_AddStringToObject(doc, "dir", s->dir);
+		cJSON_AddStringToObject(doc, remote ? "storage" : "dir", remote ? s->offsite : s->dir);
 		cJSON_AddNumberToObject(doc, "exit", 0);
 		cmd_print_json(doc);
 	} else if (l.nr) {
 		static const char *const header[] = { "ID", "TIME", "SIZE", "FORMAT", "TABLES", "VERIFIED" };
+		static const char *const remote_header[] = { "ID", "TIME", "SIZE", "FORMAT", "TABLES", "WHERE" };
 		struct table tb;
 		struct strbuf out = STRBUF_INIT;
-		table_init(&tb, 6, header);
+		table_init(&tb, 6, remote ? remote_header : header);
 		for (size_t i = 0; i < l.nr; i++) {
 			const struct bk_entry *e = &l.items[i];
 			char when[32], verified[48], tables[24];
@@ -409,7 +647,9 @@ static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s)
 			format_size(&size, bk_manifest_size(&e->m));
 			strbuf_addf(&fmt, "%s+%s", e->m.format, e->m.compression);
 			snprintf(tables, sizeof(tables), "%zu", e->m.ntables);
-			if (e->verified_at) {
+			if (remote) {
+				strlcpy_s(verified, s->offsite, sizeof(verified));
+			} else if (e->verified_at) {
 				clock_rfc3339(verified, e->verified_at);
 				if (e->restore_tested)
 					strlcpy_s(verified + strlen(verified), " +restore", sizeof(verified) - strlen(verified));
@@ -431,9 +671,12 @@ static int do_list(struct opsctl_ctx *ctx, const struct bk_settings *s)
 		table_release(&tb);
 		strbuf_release(&out);
 	} else {
-		term_info(&ctx->term, "no backups in '%s'", s->dir);
+		term_info(&ctx->term, "no backups in '%s'", remote ? s->offsite : s->dir);
 	}
-	if (l.skipped)
+	if (l.skipped && remote)
+		term_warning(&ctx->term, "%zu set%s in '%s' without a valid manifest (an upload cut short; not backups)",
+			     l.skipped, l.skipped == 1 ? "" : "s", s->offsite);
+	else if (l.skipped)
 		term_warning(&ctx->term, "%zu director%s in '%s' without a valid manifest (unfinished or damaged; not backups)",
 			     l.skipped, l.skipped == 1 ? "y" : "ies", s->dir);
 	bk_list_release(&l);
@@ -519,29 +762,118 @@ static int do_verify(struct opsctl_ctx *ctx, const struct bk_settings *s, const 
 	return code;
 }
 
+/* backup verify --remote [--deep]: the remote set against its manifest. */
+static int do_verify_remote(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *which, int deep)
+{
+	struct off_settings o;
+	struct bk_list l;
+	const struct bk_entry *e = NULL;
+	int ret, code;
+
+	memset(&l, 0, sizeof(l));
+	ret = offsite_settings(ctx, s, &o);
+	if (ret == 0)
+		ret = off_list(&o, &l, &ctx->err);
+	if (ret == 0 && !which)
+		bk_list_only_app(&l, s->app);
+	if (ret == 0)
+		ret = bk_find(&l, which ? which : "latest", &e, &ctx->err);
+	if (ret == 0)
+		ret = off_verify(&o, e, deep, &ctx->err);
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", deep ? "backup verify --remote --deep" : "backup verify --remote");
+		if (e)
+			cJSON_AddStringToObject(doc, "id", e->id);
+		cJSON_AddStringToObject(doc, "storage", s->offsite ? s->offsite : "");
+		cJSON_AddBoolToObject(doc, "ok", ret == 0);
+		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cmd_json_error(doc, &ctx->err);
+		cmd_print_json(doc);
+	} else if (ret == 0 && !ctx->quiet) {
+		printf("%s  ok in '%s' (%s)\n", e->id, s->offsite, deep ? "every byte against the checksums" : "every file, with its size");
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	bk_list_release(&l);
+	off_settings_release(&o);
+	return code;
+}
+
+/* backup upload [ID]: what an earlier run could not send, or one set again. */
+static int do_upload(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *which)
+{
+	struct fs_lock lock = FS_LOCK_INIT;
+	cJSON *uploaded = cJSON_CreateArray(), *fields;
+	int ret = ctx->dry_run ? 0 : take_lock(ctx, &lock, "opsctl backup upload"), code;
+
+	if (ret == 0)
+		ret = upload_sets(ctx, s, which, uploaded);
+	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
+	if (ctx->json) {
+		cJSON *doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "command", "backup upload");
+		cJSON_AddStringToObject(doc, "storage", s->offsite ? s->offsite : "");
+		cJSON_AddItemToObject(doc, "uploaded", cJSON_Duplicate(uploaded, 1));
+		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cmd_json_error(doc, &ctx->err);
+		cmd_print_json(doc);
+	} else if (code == 0 && !cJSON_GetArraySize(uploaded)) {
+		term_info(&ctx->term, "every backup is in '%s' already", s->offsite);
+	}
+	if (code)
+		term_report(&ctx->term, &ctx->err);
+	if (code != OPS_EXIT_LOCKED && !ctx->dry_run) {
+		fields = cJSON_CreateObject();
+		cJSON_AddStringToObject(fields, "storage", s->offsite ? s->offsite : "");
+		cJSON_AddItemToObject(fields, "uploaded", uploaded);
+		uploaded = NULL;
+		if (code)
+			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
+		cmd_history(ctx, "backup upload", code, fields);
+	}
+	cJSON_Delete(uploaded);
+	fs_lock_release(&lock);
+	return code;
+}
+
 static int do_prune(struct opsctl_ctx *ctx, const struct bk_settings *s)
 {
 	struct fs_lock lock = FS_LOCK_INIT;
-	cJSON *removed = cJSON_CreateArray();
+	cJSON *removed = cJSON_CreateArray(), *removed_remote = cJSON_CreateArray();
 	int ret = 0, code;
 
-	if (!s->have_policy) {
+	if (!s->have_policy && !(s->offsite && ctx->have_config &&
+				 (config_get(&ctx->cfg, "backup", NULL, "remote_keep_last") ||
+				  config_get(&ctx->cfg, "backup", NULL, "remote_keep_daily") ||
+				  config_get(&ctx->cfg, "backup", NULL, "remote_keep_weekly") ||
+				  config_get(&ctx->cfg, "backup", NULL, "remote_keep_monthly")))) {
 		ops_error_set(&ctx->err, OPS_EXIT_CONFIG, "no retention policy: nothing would ever be pruned");
 		ops_error_hint(&ctx->err, "set keep_last, keep_daily, keep_weekly or keep_monthly in [backup]");
 		cJSON_Delete(removed);
+		cJSON_Delete(removed_remote);
 		return fail_json(ctx, "backup prune");
 	}
 	if (!ctx->dry_run)
 		ret = take_lock(ctx, &lock, "opsctl backup prune");
-	if (ret == 0)
+	if (ret == 0 && s->have_policy)
 		ret = prune(ctx, s, removed);
+	if (ret == 0 && s->offsite)
+		ret = prune_remote(ctx, s, removed_remote);
 	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
 	if (ctx->json) {
 		cJSON *doc = cJSON_CreateObject();
 		cJSON_AddStringToObject(doc, "command", "backup prune");
 		cJSON_AddBoolToObject(doc, "dry_run", ctx->dry_run);
 		cJSON_AddItemToObject(doc, "removed", cJSON_Duplicate(removed, 1));
+		if (s->offsite)
+			cJSON_AddItemToObject(doc, "removed_remote", cJSON_Duplicate(removed_remote, 1));
 		cJSON_AddNumberToObject(doc, "exit", code);
+		if (code)
+			cmd_json_error(doc, &ctx->err);
 		cmd_print_json(doc);
 	}
 	if (code)
@@ -550,9 +882,14 @@ static int do_prune(struct opsctl_ctx *ctx, const struct bk_settings *s)
 		cJSON *fields = cJSON_CreateObject();
 		cJSON_AddItemToObject(fields, "removed", removed);
 		removed = NULL;
+		if (s->offsite) {
+			cJSON_AddItemToObject(fields, "removed_remote", removed_remote);
+			removed_remote = NULL;
+		}
 		cmd_history(ctx, "backup prune", code, fields);
 	}
 	cJSON_Delete(removed);
+	cJSON_Delete(removed_remote);
 	fs_lock_release(&lock);
 	return code;
 }
@@ -569,9 +906,10 @@ static void catch_signals(struct sigaction *old_int, struct sigaction *old_term)
 
 int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 {
-	static const char *const subs[] = { "create", "list", "verify", "prune", NULL };
+	static const char *const subs[] = { "create", "list", "verify", "prune", "upload", NULL };
 	const char *dir = NULL, *format = NULL, *compression = NULL, *sub = "create";
-	int no_prune = 0, restore_test_flag = 0, n, code;
+	int no_prune = 0, restore_test_flag = 0, remote = 0, deep = 0, n, code;
+	uint64_t limit_rate = 0;
 	long jobs = JOBS_UNSET;
 	struct bk_settings s;
 	struct sigaction old_int, old_term;
@@ -582,6 +920,9 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		{ OPT_INT, 'j', "jobs", &jobs, "N", "create, verify --restore-test: parallel pg_dump/pg_restore jobs (default: [backup] jobs or CPUs, at most 4)", 0, NULL },
 		{ OPT_BOOL, 0, "no-prune", &no_prune, NULL, "create: keep every old backup this time", 0, NULL },
 		{ OPT_BOOL, 0, "restore-test", &restore_test_flag, NULL, "verify: also restore into a scratch database and compare row counts", 0, NULL },
+		{ OPT_BOOL, 0, "remote", &remote, NULL, "list, verify: the sets on the [backup] offsite storage", 0, NULL },
+		{ OPT_BOOL, 0, "deep", &deep, NULL, "verify --remote: download every file and check its SHA-256", 0, NULL },
+		{ OPT_SIZE, 0, "limit-rate", &limit_rate, "RATE", "create, upload: upload at most RATE bytes per second (e.g. 20M)", 0, NULL },
 		OPT_END_MARK,
 	};
 
@@ -592,7 +933,7 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		return OPS_EXIT_USAGE;
 	if (cmd_subcommand(ctx, "backup", subs, &argv, &n, &sub) < 0)
 		return OPS_EXIT_USAGE;
-	if (n > (strcmp(sub, "verify") ? 0 : 1)) {
+	if (n > (strcmp(sub, "verify") && strcmp(sub, "upload") ? 0 : 1)) {
 		term_error(&ctx->term, "unexpected argument '%s'", argv[n - 1]);
 		return OPS_EXIT_USAGE;
 	}
@@ -600,8 +941,17 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		term_error(&ctx->term, "--jobs takes 1 to 64");
 		return OPS_EXIT_USAGE;
 	}
-	if (restore_test_flag && strcmp(sub, "verify")) {
-		term_error(&ctx->term, "option '--restore-test' does not apply to 'backup %s'", sub);
+	if ((restore_test_flag || deep) && strcmp(sub, "verify")) {
+		term_error(&ctx->term, "option '--%s' does not apply to 'backup %s'", deep ? "deep" : "restore-test", sub);
+		return OPS_EXIT_USAGE;
+	}
+	if (remote && strcmp(sub, "verify") && strcmp(sub, "list")) {
+		term_error(&ctx->term, "option '--remote' does not apply to 'backup %s'%s", sub,
+			   !strcmp(sub, "prune") ? " (prune always prunes the remote too)" : "");
+		return OPS_EXIT_USAGE;
+	}
+	if ((deep && !remote) || (remote && restore_test_flag)) {
+		term_error(&ctx->term, deep && !remote ? "--deep goes with --remote" : "--restore-test works on a local set");
 		return OPS_EXIT_USAGE;
 	}
 	if (read_settings(ctx, dir, format, compression, &s) < 0) {
@@ -612,13 +962,18 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 	}
 	if (jobs != JOBS_UNSET)
 		s.jobs = jobs;
+	s.limit_rate = limit_rate;
 	catch_signals(&old_int, &old_term);
 	if (!strcmp(sub, "create"))
 		code = do_create(ctx, &s, no_prune);
 	else if (!strcmp(sub, "list"))
-		code = do_list(ctx, &s);
+		code = do_list(ctx, &s, remote);
+	else if (!strcmp(sub, "verify") && remote)
+		code = do_verify_remote(ctx, &s, n ? argv[0] : NULL, deep);
 	else if (!strcmp(sub, "verify"))
 		code = do_verify(ctx, &s, n ? argv[0] : NULL, restore_test_flag);
+	else if (!strcmp(sub, "upload"))
+		code = do_upload(ctx, &s, n ? argv[0] : NULL);
 	else
 		code = do_prune(ctx, &s);
 	sigaction(SIGINT, &old_int, NULL);
@@ -655,11 +1010,121 @@ static int confirm_restore(struct opsctl_ctx *ctx, const char *live, const struc
 	return 0;
 }
 
+/* A set that is not here any more, from the offsite storage: downloaded
+ * (every file checked on arrival) into the backup directory, then
+ * restored like any local set. */
+static int fetch_remote(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *which,
+			struct bk_entry *out)
+{
+	struct off_settings o;
+	struct bk_list l;
+	const struct bk_entry *e = NULL;
+	struct progress_state ps = { ctx, clock_now_ms(), 0 };
+	int ret;
+
+	memset(&l, 0, sizeof(l));
+	if ((ret = offsite_settings(ctx, s, &o)) == 0 && (ret = off_list(&o, &l, &ctx->err)) == 0) {
+		if (!strcmp(which, "latest"))
+			bk_list_only_app(&l, s->app);
+		ret = bk_find(&l, which, &e, &ctx->err);
+	}
+	if (ret == 0 && ctx->dry_run) {
+		/* a dry run downloads nothing: the remote entry is the plan */
+		size_t k = (size_t)(e - l.items);
+		memset(out, 0, sizeof(*out));
+		out->id = xstrdup(e->id);
+		out->path = xstrdup(e->path);
+		out->m = l.items[k].m;
+		memset(&l.items[k].m, 0, sizeof(l.items[k].m));
+	} else if (ret == 0) {
+		term_info(&ctx->term, "backup '%s' is not in '%s': fetching it from '%s'", e->id, s->dir, s->offsite);
+		if ((ret = fs_mkdir_p(s->dir, 0750, &ctx->err)) == 0)
+			ret = off_fetch(&o, e, s->dir, on_upload_progress, &ps, out, &ctx->err);
+		term_progress_done(&ctx->term);
+		if (ret < 0)
+			ops_error_prefix(&ctx->err, "fetching '%s' from '%s'", e->id, s->offsite);
+	}
+	bk_list_release(&l);
+	off_settings_release(&o);
+	return ret;
+}
+
+/* The set's [source]s back where they came from, each through its own
+ * [source] section (stop, put the file back, start, check). */
+static int restore_sources(struct opsctl_ctx *ctx, const struct bk_settings *s, const struct bk_entry *e,
+			   struct progress_state *ps, cJSON *restored)
+{
+	struct src_callbacks cb;
+	const cJSON *it;
+	int ret = 0;
+
+	source_callbacks(&cb, ps);
+	cJSON_ArrayForEach(it, e->m.sources)
+	{
+		struct src_entry se;
+		const struct src_settings *conf = NULL;
+		char *file;
+
+		src_entry_init(&se);
+		if ((ret = src_entry_parse(it, &se, &ctx->err)) < 0) {
+			src_entry_release(&se);
+			break;
+		}
+		for (size_t i = 0; i < s->nsources; i++)
+			if (!strcmp(s->sources[i].name, se.name))
+				conf = &s->sources[i];
+		if (!conf) {
+			term_warning(&ctx->term, "the backup holds source '%s', but the config has no [source \"%s\"]: not restored",
+				     se.name, se.name);
+			src_entry_release(&se);
+			continue;
+		}
+		file = xstrfmt("%s/%s", e->path, se.file);
+		{
+			struct src_restore_opts so;
+			memset(&so, 0, sizeof(so));
+			so.entry = &se;
+			so.verified = 1;
+			ret = src_restore(conf, file, &so, &cb, &ctx->err);
+		}
+		if (ret == 0) {
+			term_info(&ctx->term, "restored source '%s'", se.name);
+			cJSON_AddItemToArray(restored, cJSON_CreateString(se.name));
+		}
+		free(file);
+		src_entry_release(&se);
+		if (ret < 0)
+			break;
+	}
+	return ret;
+}
+
+/* Before anything is touched: every Redis source to restore can be
+ * stopped and started. */
+static int sources_ready(struct opsctl_ctx *ctx, const struct bk_settings *s, const struct bk_entry *e)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, e->m.sources)
+	{
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+		for (size_t i = 0; cJSON_IsString(name) && i < s->nsources; i++) {
+			const struct src_settings *c = &s->sources[i];
+			if (strcmp(c->name, name->valuestring) || c->type != SRC_REDIS || (c->stop_cmd && c->start_cmd))
+				continue;
+			ops_error_set(&ctx->err, OPS_EXIT_CONFIG, "source '%s' cannot be restored: [source \"%s\"] has no stop and start commands",
+				      c->name, c->name);
+			ops_error_hint(&ctx->err, "Redis writes its RDB when it stops and reads it when it starts: add stop = ... and start = ..., or pass --no-sources; nothing was changed");
+			return -OPS_EXIT_CONFIG;
+		}
+	}
+	return 0;
+}
+
 int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 {
 	const char *dir = NULL, *target = NULL;
 	long jobs = JOBS_UNSET;
-	int files = -1, n, ret, code;
+	int files = -1, sources = -1, remote_plan = 0, n, ret, code;
 	struct bk_settings s;
 	struct bk_list l;
 	struct bk_entry direct;
@@ -671,11 +1136,12 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct progress_state ps = { ctx, clock_now_ms(), 0 };
 	struct sigaction old_int, old_term;
 	char *live = NULL, stamp[32];
-	cJSON *fields = NULL;
+	cJSON *fields = NULL, *sources_done = cJSON_CreateArray();
 	const struct opt options[] = {
 		{ OPT_STRING, 0, "target-db", &target, "NAME", "restore beside the live database under NAME (no swap)", 0, NULL },
 		{ OPT_INT, 'j', "jobs", &jobs, "N", "parallel pg_restore jobs (default: [backup] jobs or CPUs, at most 4; plain dumps: 1)", 0, NULL },
 		{ OPT_BOOL, 0, "files", &files, NULL, "also put the paths archive back (default with a full restore)", OPTF_NEG, NULL },
+		{ OPT_BOOL, 0, "sources", &sources, NULL, "also put the [source]s (Redis, snapshots) back (default with a full restore)", OPTF_NEG, NULL },
 		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
 		OPT_END_MARK,
 	};
@@ -686,12 +1152,13 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	memset(&rr, 0, sizeof(rr));
 	memset(&s, 0, sizeof(s));
 	n = cmd_parse_options(ctx, options, restore_usage, argc, argv);
-	if (n == OPTS_HELP)
-		return OPS_EXIT_OK;
-	if (n < 0)
-		return OPS_EXIT_USAGE;
+	if (n == OPTS_HELP || n < 0) {
+		cJSON_Delete(sources_done);
+		return n == OPTS_HELP ? OPS_EXIT_OK : OPS_EXIT_USAGE;
+	}
 	if (n > 1 || (jobs != JOBS_UNSET && (jobs < 1 || jobs > 64))) {
 		term_error(&ctx->term, n > 1 ? "unexpected argument '%s'" : "--jobs takes 1 to 64%s", n > 1 ? argv[1] : "");
+		cJSON_Delete(sources_done);
 		return OPS_EXIT_USAGE;
 	}
 	ret = read_settings(ctx, dir, NULL, NULL, &s);
@@ -701,6 +1168,16 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		if (!n || !strcmp(argv[0], "latest"))
 			bk_list_only_app(&l, s.app); /* never another app's newest set */
 		ret = bk_find(&l, n ? argv[0] : "latest", &e, &ctx->err);
+		if (ret == -OPS_EXIT_USAGE && s.offsite) {
+			ops_error_clear(&ctx->err);
+			/* under the lock: a backup starting meanwhile removes every .tmp-* of the dir */
+			if (!ctx->dry_run)
+				ret = take_lock(ctx, &lock, "opsctl restore");
+			if (ctx->dry_run || ret == 0)
+				ret = fetch_remote(ctx, &s, n ? argv[0] : "latest", &direct);
+			e = ret == 0 ? &direct : NULL;
+			remote_plan = ret == 0 && ctx->dry_run;
+		}
 	}
 	if (ret == 0)
 		ret = db_resolve(&db, ctx->db_url, ctx->have_config ? &ctx->cfg : NULL, ctx->have_env ? &ctx->env : NULL,
@@ -710,17 +1187,30 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		goto out;
 	}
 	live = db_target_dbname(&db);
-	/* verify before asking: a damaged backup is refused without a question */
-	ret = bk_verify(e, &ctx->err);
+	if (remote_plan) {
+		printf("would fetch %s from '%s' into '%s' (every file checked), then restore it into %s%s\n", e->id,
+		       s.offsite, s.dir, target ? target : live, target ? "" : " (the current one kept aside)");
+		code = OPS_EXIT_OK;
+		goto out;
+	}
+	/* verify before asking: a damaged backup is refused without a question;
+	 * without one, the table data is checked as it is loaded (before any
+	 * swap), which spares a read of the whole set before the restore starts */
+	if (ctx->dry_run || (!ctx->yes && !target))
+		ret = bk_verify(e, &ctx->err);
+	else
+		ret = bk_verify_before_restore(e, &ctx->err);
 	if (ret == 0 && ctx->dry_run) {
 		printf("would restore %s into %s%s\n", e->id, target ? target : live,
 		       target ? "" : " (the current one kept aside)");
 		code = OPS_EXIT_OK;
 		goto out;
 	}
+	if (ret == 0 && e->m.sources && (sources == 1 || (sources == -1 && !target)))
+		ret = sources_ready(ctx, &s, e);
 	if (ret == 0 && !target)
 		ret = confirm_restore(ctx, live, e);
-	if (ret == 0)
+	if (ret == 0 && lock.fd < 0)
 		ret = take_lock(ctx, &lock, "opsctl restore");
 	if (ret < 0)
 		goto done;
@@ -728,7 +1218,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	ro.db = &db;
 	ro.target_db = target;
 	ro.jobs = restore_jobs(e, jobs, &s);
-	ro.verified = 1; /* just above, before the question */
+	ro.verified = 1; /* just above, before any question */
 	ro.pg_restore = s.pg_restore;
 	ro.psql = s.psql;
 	if (ctx->have_config) {
@@ -749,6 +1239,11 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		if (ret < 0)
 			ops_error_prefix(&ctx->err, "the database was restored, but the files were not");
 	}
+	if (ret == 0 && e->m.sources && (sources == 1 || (sources == -1 && !target))) {
+		ret = restore_sources(ctx, &s, e, &ps, sources_done);
+		if (ret < 0)
+			ops_error_prefix(&ctx->err, "the database was restored, but not every source");
+	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 done:
@@ -764,6 +1259,7 @@ done:
 		if (rr.previous_as)
 			cJSON_AddStringToObject(doc, "previous_as", rr.previous_as);
 		cJSON_AddNumberToObject(doc, "tables_checked", (double)rr.tables_checked);
+		cJSON_AddItemToObject(doc, "sources", cJSON_Duplicate(sources_done, 1));
 		cJSON_AddNumberToObject(doc, "duration_ms", (double)rr.duration_ms);
 		cJSON_AddNumberToObject(doc, "exit", code);
 		if (code)
@@ -783,6 +1279,7 @@ done:
 		if (rr.previous_as)
 			cJSON_AddStringToObject(fields, "previous_as", rr.previous_as);
 		cJSON_AddNumberToObject(fields, "duration_ms", (double)rr.duration_ms);
+		cJSON_AddItemToObject(fields, "sources", cJSON_Duplicate(sources_done, 1));
 		if (code)
 			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
 		cmd_history(ctx, "restore", code, fields);
@@ -796,5 +1293,6 @@ out:
 	bk_list_release(&l);
 	settings_release(&s);
 	free(live);
+	cJSON_Delete(sources_done);
 	return code;
 }

@@ -9,8 +9,8 @@ _opsctl_health_opts='--db -t --timeout --wait --interval --consecutive --require
 _opsctl_migrate_subcommands='up down status validate repair new baseline'
 _opsctl_rollback_opts='--with-schema --reason --schema --dir -h --help'
 _opsctl_deploy_opts='--strategy --no-backup --no-migrate --sha256 --reason -n --dry-run -h --help'
-_opsctl_backup_subcommands='create list verify prune'
-_opsctl_restore_opts='--target-db -j --jobs --files --no-files --dir -h --help'
+_opsctl_backup_subcommands='create list verify prune upload'
+_opsctl_restore_opts='--target-db -j --jobs --files --no-files --sources --no-sources --dir -h --help'
 _opsctl_rotate_secret_opts='--no-restart --show --setup --reason --list --recover -h --help'
 
 # The config file opsctl would read: -c FILE on the line, $OPSCTL_CONFIG,
@@ -300,7 +300,7 @@ _opsctl() {
 		for ((i = i + 1; i < COMP_CWORD; i++)); do
 			w=${COMP_WORDS[i]}
 			case $w in
-			--dir | --format | --compression | -j | --jobs) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+			--dir | --format | --compression | -j | --jobs | --limit-rate) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
 			-*) ;;
 			*)
 				sub=$w
@@ -325,28 +325,35 @@ _opsctl() {
 			COMPREPLY=($(compgen -W '1 2 4 8' -- "$cur"))
 			return
 			;;
+		--limit-rate)
+			COMPREPLY=($(compgen -W '10M 20M 50M 100M' -- "$cur"))
+			return
+			;;
 		esac
 		if [[ $cur == -* ]]; then
 			case $sub in
-			"" | create) COMPREPLY=($(compgen -W '--no-prune --dir --format --compression -j --jobs -h --help' -- "$cur")) ;;
-			verify) COMPREPLY=($(compgen -W '--restore-test -j --jobs --dir -h --help' -- "$cur")) ;;
+			"" | create) COMPREPLY=($(compgen -W '--no-prune --dir --format --compression -j --jobs --limit-rate -h --help' -- "$cur")) ;;
+			verify) COMPREPLY=($(compgen -W '--restore-test --remote --deep -j --jobs --dir -h --help' -- "$cur")) ;;
+			list) COMPREPLY=($(compgen -W '--remote --dir -h --help' -- "$cur")) ;;
+			upload) COMPREPLY=($(compgen -W '--limit-rate --dir -h --help' -- "$cur")) ;;
 			*) COMPREPLY=($(compgen -W '--dir -h --help' -- "$cur")) ;;
 			esac
 			return
 		fi
 		case $sub in
 		"") COMPREPLY=($(compgen -W "$_opsctl_backup_subcommands" -- "$cur")) ;;
-		verify)
+		verify | upload)
 			# one ID, after the subcommand's options
 			local n=0
 			for ((i = i + 1; i < COMP_CWORD; i++)); do
 				case ${COMP_WORDS[i]} in
-				--dir | -j | --jobs) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
+				--dir | -j | --jobs | --limit-rate) i=$((i + 1)); [ "${COMP_WORDS[i]}" = "=" ] && i=$((i + 1)) ;;
 				-*) ;;
 				*) n=$((n + 1)) ;;
 				esac
 			done
-			[ "$n" = 0 ] && COMPREPLY=($(compgen -W "latest $(_opsctl_backup_ids)" -- "$cur"))
+			# upload takes an id, not 'latest'
+			[ "$n" = 0 ] && COMPREPLY=($(compgen -W "$([ "$sub" = verify ] && echo latest) $(_opsctl_backup_ids)" -- "$cur"))
 			;;
 		esac
 		;;

@@ -117,7 +117,7 @@ function __opsctl_args
             continue
         end
         switch $w
-            case --to --dir --schema --format --compression --target-db -j --jobs --reason
+            case --to --dir --schema --format --compression --target-db -j --jobs --reason --limit-rate
                 set skip 1
             case '-*'
             case '*'
@@ -218,9 +218,9 @@ function __opsctl_backup_sub_is
     contains -- "$sub" $argv
 end
 
-# verify's ID: only one, after the subcommand.
+# verify's and upload's ID: only one, after the subcommand.
 function __opsctl_backup_verify_needs_id
-    __opsctl_backup_sub_is verify; or return 1
+    __opsctl_backup_sub_is verify upload; or return 1
     set -l args (__opsctl_args)
     test (count $args) -lt 2
 end
@@ -307,12 +307,16 @@ complete -c opsctl -n '__opsctl_using rollback' -s h -l help -d 'show the option
 complete -c opsctl -n __opsctl_backup_needs_sub -a create -d 'back up the database and the paths (the default)'
 complete -c opsctl -n __opsctl_backup_needs_sub -a list -d 'show the backup sets'
 complete -c opsctl -n __opsctl_backup_needs_sub -a verify -d 'check a set against its manifest'
-complete -c opsctl -n __opsctl_backup_needs_sub -a prune -d 'apply the retention policy'
+complete -c opsctl -n __opsctl_backup_needs_sub -a prune -d 'apply the retention policy (here and offsite)'
+complete -c opsctl -n __opsctl_backup_needs_sub -a upload -d 'send the sets not yet on the offsite storage'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l no-prune -d 'create: keep every old backup this time'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l format -x -a 'directory custom plain' -d 'create: directory or custom (pg_restore), or plain (psql)'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create' -l compression -x -a 'zstd gzip none' -d 'create: zstd, gzip or none'
 complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create verify' -s j -l jobs -x -a '1 2 4 8' -d 'create, verify --restore-test: parallel pg_dump/pg_restore jobs'
 complete -c opsctl -n '__opsctl_backup_sub_is verify' -l restore-test -d 'verify: also restore into a scratch database'
+complete -c opsctl -n '__opsctl_backup_sub_is list verify' -l remote -d 'list, verify: the sets on the [backup] offsite storage'
+complete -c opsctl -n '__opsctl_backup_sub_is verify' -l deep -d 'verify --remote: download every file and check its SHA-256'
+complete -c opsctl -n '__opsctl_backup_needs_sub; or __opsctl_backup_sub_is create upload' -l limit-rate -x -a '10M 20M 50M 100M' -d 'create, upload: upload at most RATE bytes per second'
 complete -c opsctl -n '__opsctl_using backup' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
 complete -c opsctl -n '__opsctl_using backup' -s h -l help -d 'show the options'
 complete -c opsctl -n __opsctl_backup_verify_needs_id -a '(__opsctl_backup_ids)' -d 'backup set'
@@ -322,6 +326,8 @@ complete -c opsctl -n '__opsctl_using restore' -l target-db -x -d 'restore besid
 complete -c opsctl -n '__opsctl_using restore' -s j -l jobs -x -a '1 2 4 8' -d 'parallel pg_restore jobs (default: [backup] jobs or CPUs, at most 4; custom sets: 1)'
 complete -c opsctl -n '__opsctl_using restore' -l files -d 'also put the paths archive back'
 complete -c opsctl -n '__opsctl_using restore' -l no-files -d 'do not put the paths archive back'
+complete -c opsctl -n '__opsctl_using restore' -l sources -d 'also put the [source]s (Redis, snapshots) back'
+complete -c opsctl -n '__opsctl_using restore' -l no-sources -d 'do not put the [source]s back'
 complete -c opsctl -n '__opsctl_using restore' -l dir -x -a '(__fish_complete_directories)' -d 'backup directory'
 complete -c opsctl -n '__opsctl_using restore' -s h -l help -d 'show the options'
 complete -c opsctl -n __opsctl_restore_needs_set -a '(__opsctl_backup_ids)' -d 'backup set'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A tour of opsctl against a throwaway PostgreSQL and demo HTTP services:
-# health checks, migrations, backup and restore, then a deploy of a good
+# health checks, migrations, backup and restore (also from S3-compatible
+# storage, a Redis in the same set), then a deploy of a good
 # release and of a bad one that rolls itself back, then the rotation of the
 # service's JWT key and database password. Everything lives in a temporary
 # directory that is removed at the end.
@@ -192,6 +193,83 @@ step "restore: into a new database, checked, then swapped in (the old one kept a
 pg_psql "DELETE FROM users"
 run 0 opsctl -c opsctl.conf --yes restore latest
 say "users after the restore: $(pg_psql 'SELECT count(*) FROM users'); databases: $(pg_psql "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'postgres%'")"
+
+step "offsite: the set uploaded to S3-compatible storage (a local s3rver), a Redis in the same set"
+# s3rver (from npm, installed by scripts/deps.sh) stands in for MinIO or AWS
+# S3; a throwaway redis-server holds the service's sessions. A config of its
+# own, so the deploys below keep backing up locally only.
+s3_start demo-backups || exit 1
+redis_start || exit 1
+redis_cli MSET session:alice token-1 session:bob token-2 cart:alice '3 items' >/dev/null
+say "s3rver on $S3_URL (bucket demo-backups); redis-server on 127.0.0.1:$REDIS_PORT with $(redis_cli DBSIZE) keys"
+# the storage keys live in the env file, never in the config
+printf 'S3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >offsite.env
+chmod 600 offsite.env
+cat >offsite.conf <<EOF
+[app]
+name = demo
+state_dir = $TEST_SCRATCH/state
+env_file = $TEST_SCRATCH/offsite.env
+
+[backup]
+dir = $TEST_SCRATCH/offsite-backups
+keep_last = 2
+offsite = s3rver                        ; upload every set to [storage "s3rver"]
+metrics_file = $TEST_SCRATCH/offsite.prom
+
+[storage "s3rver"]
+type = s3
+endpoint = $S3_URL
+bucket = demo-backups
+prefix = demo
+path_style = yes                        ; MinIO and s3rver: ENDPOINT/BUCKET/KEY
+access_key_env = S3_ACCESS_KEY          ; names of variables of the env file
+secret_key_env = S3_SECRET_KEY
+
+[source "cache"]
+type = redis                            ; BGSAVE, then a copy of its RDB file
+address = 127.0.0.1:$REDIS_PORT
+stop = $REDIS_STOP
+start = $REDIS_START
+EOF
+sed "s|$TEST_SCRATCH|\$DEMO|g; s/^/    /" offsite.conf >&2
+say "steps: dump, Redis BGSAVE + RDB copy, manifest, then the upload: every file, the manifest last"
+run 0 opsctl -c offsite.conf backup
+run 0 opsctl -c offsite.conf backup list --remote
+run 0 opsctl -c offsite.conf backup verify --remote --deep
+grep offsite "$TEST_SCRATCH/offsite.prom" | sed 's/^/    /' >&2
+grep -q '^opsctl_backup_offsite_success{.*} 1$' "$TEST_SCRATCH/offsite.prom" ||
+	{ say "!! the metrics file does not say the upload succeeded"; broken=$((broken + 1)); }
+
+step "the machine's copy is lost: restore from the remote, the database beside the live one, Redis in place"
+offsite_id=$(ls "$TEST_SCRATCH/offsite-backups")
+rm -rf "${TEST_SCRATCH:?}/offsite-backups/${offsite_id:?}"
+redis_cli FLUSHALL >/dev/null
+say "removed $offsite_id from \$DEMO/offsite-backups; after FLUSHALL Redis holds $(redis_cli DBSIZE) keys"
+say "steps: download (each file checked against the manifest), verify, load into demo_from_s3,"
+say "then Redis: stop, its RDB swapped for the backup's (the old one kept), start, keys checked"
+run 0 opsctl -c offsite.conf restore --target-db demo_from_s3 --sources latest
+say "users in demo_from_s3: $(pg_dbsql demo_from_s3 'SELECT count(*) FROM users') (live: $(pg_psql 'SELECT count(*) FROM users'));" \
+	"Redis: $(redis_cli DBSIZE) keys, session:alice = $(redis_cli GET session:alice)"
+[ "$(pg_dbsql demo_from_s3 'SELECT count(*) FROM users')" = "$(pg_psql 'SELECT count(*) FROM users')" ] &&
+	[ "$(redis_cli GET session:alice)" = token-1 ] && [ "$(redis_cli DBSIZE)" = 3 ] &&
+	[ -f "$TEST_SCRATCH/offsite-backups/$offsite_id/manifest.json" ] ||
+	{ say "!! the data restored from the remote is not what was backed up"; broken=$((broken + 1)); }
+
+step "the storage is down: the local set is made and kept, the upload fails (exit 4) and is sent later"
+s3_stop
+run 4 opsctl -c offsite.conf backup
+run 0 opsctl -c offsite.conf backup list
+grep '^opsctl_backup.*success{' "$TEST_SCRATCH/offsite.prom" | sed 's/^/    /' >&2
+grep -q '^opsctl_backup_offsite_success{.*} 0$' "$TEST_SCRATCH/offsite.prom" ||
+	{ say "!! the metrics file does not say the upload failed"; broken=$((broken + 1)); }
+s3_resume || exit 1
+say "s3rver is back: 'backup upload' sends what is missing (the next 'opsctl backup' would too)"
+run 0 opsctl -c offsite.conf backup upload
+run 0 opsctl -c offsite.conf backup list --remote
+[ "$(opsctl -c offsite.conf --output json backup list --remote |
+	"$TEST_PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))')" = 2 ] ||
+	{ say "!! expected both sets on the storage"; broken=$((broken + 1)); }
 
 step "deploy: releases of the demo service, switched atomically and health-gated"
 # tests/lib/demo-service.py stands in for the app: GET / answers with the

@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <dlfcn.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <pthread.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -77,7 +79,9 @@ size_t s3_storage_names(const struct config *cfg, const char ***names)
 
 static const char *const known_keys[] = {
 	"type", "endpoint", "bucket", "prefix", "region", "path_style", "access_key_env",
-	"secret_key_env", "ca_file", "verify_tls", "part_size", "concurrency", "timeout", NULL,
+	"secret_key_env", "ca_file", "verify_tls", "part_size", "concurrency", "timeout",
+	"workers", /* engines/offsite: files sent at the same time */
+	NULL,
 };
 
 /* Keys people write when they mean to put the secret itself in the file. */
@@ -371,15 +375,65 @@ static void xml_quiet(void *ctx, const char *msg, ...)
 	(void)msg;
 }
 
-/* No network, no entity substitution, no DTD loading: an answer is data. */
+/* libxml2 (and ICU behind it) is loaded when the first answer is read, not
+ * at every start of opsctl: most commands never talk to a storage. Four
+ * entry points are enough; the tree is walked through its public structs. */
+#define XML_LIBRARY "libxml2.so.2"
+
+static struct {
+	void (*init_parser)(void);
+	void (*set_generic_error_func)(void *ctx, xmlGenericErrorFunc handler);
+	xmlDocPtr (*read_memory)(const char *buffer, int size, const char *url, const char *encoding, int options);
+	void (*free_doc)(xmlDocPtr doc);
+} X;
+static int xml_loaded;
+static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
+
+static void xml_load_once(void)
+{
+	void *h = dlopen(XML_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+
+	if (!h)
+		return;
+	*(void **)&X.init_parser = dlsym(h, "xmlInitParser");
+	*(void **)&X.set_generic_error_func = dlsym(h, "xmlSetGenericErrorFunc");
+	*(void **)&X.read_memory = dlsym(h, "xmlReadMemory");
+	*(void **)&X.free_doc = dlsym(h, "xmlFreeDoc");
+	if (!X.init_parser || !X.set_generic_error_func || !X.read_memory || !X.free_doc) {
+		memset(&X, 0, sizeof(X));
+		dlclose(h);
+		return;
+	}
+	X.init_parser();
+	xml_loaded = 1;
+}
+
+/* No network, no entity substitution, no DTD loading: an answer is data.
+ * NULL when it is not XML (or libxml2 cannot be loaded). */
 static xmlDocPtr xml_read(const char *xml, size_t len)
 {
 	if (!xml || !len || len > INT_MAX)
 		return NULL;
-	xmlInitParser();
-	xmlSetGenericErrorFunc(NULL, xml_quiet);
-	return xmlReadMemory(xml, (int)len, "s3-answer.xml", NULL,
+	pthread_once(&xml_once, xml_load_once);
+	if (!xml_loaded)
+		return NULL;
+	X.set_generic_error_func(NULL, xml_quiet);   /* per thread in libxml2 */
+	return X.read_memory(xml, (int)len, "s3-answer.xml", NULL,
 			     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+}
+
+static void xml_free(xmlDocPtr doc)
+{
+	if (doc && xml_loaded)
+		X.free_doc(doc);
+}
+
+static xmlNodePtr xml_root(xmlDocPtr doc)
+{
+	for (xmlNodePtr n = doc ? doc->children : NULL; n; n = n->next)
+		if (n->type == XML_ELEMENT_NODE)
+			return n;
+	return NULL;
 }
 
 static int is_element(xmlNodePtr n, const char *name)
@@ -399,16 +453,14 @@ static xmlNodePtr xml_child(xmlNodePtr parent, const char *name)
 static int xml_child_text(xmlNodePtr parent, const char *name, struct strbuf *out)
 {
 	xmlNodePtr n = xml_child(parent, name);
-	xmlChar *t;
 
 	strbuf_reset(out);
 	if (!n)
 		return -1;
-	t = xmlNodeGetContent(n);
-	if (t) {
-		strbuf_addstr(out, (const char *)t);
-		xmlFree(t);
-	}
+	/* the text and CDATA children; an entity reference is not expanded */
+	for (xmlNodePtr c = n->children; c; c = c->next)
+		if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content)
+			strbuf_addstr(out, (const char *)c->content);
 	return 0;
 }
 
@@ -449,7 +501,7 @@ static time_t parse_iso_time(const char *s)
 int s3_parse_error(const char *xml, size_t len, struct strbuf *code, struct strbuf *message)
 {
 	xmlDocPtr doc = xml_read(xml, len);
-	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+	xmlNodePtr root = doc ? xml_root(doc) : NULL;
 	int ret = -1;
 
 	strbuf_reset(code);
@@ -461,14 +513,14 @@ int s3_parse_error(const char *xml, size_t len, struct strbuf *code, struct strb
 	ret = 0;
 out:
 	if (doc)
-		xmlFreeDoc(doc);
+		xml_free(doc);
 	return ret;
 }
 
 int s3_parse_initiate(const char *xml, size_t len, struct strbuf *upload_id, struct ops_error *err)
 {
 	xmlDocPtr doc = xml_read(xml, len);
-	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+	xmlNodePtr root = doc ? xml_root(doc) : NULL;
 	int ret = 0;
 
 	strbuf_reset(upload_id);
@@ -486,7 +538,7 @@ int s3_parse_initiate(const char *xml, size_t len, struct strbuf *upload_id, str
 		}
 out:
 	if (doc)
-		xmlFreeDoc(doc);
+		xml_free(doc);
 	return ret;
 }
 
@@ -504,7 +556,7 @@ int s3_parse_list(const char *xml, size_t len, const char *strip, struct s3_list
 		  struct strbuf *next_token, struct ops_error *err)
 {
 	xmlDocPtr doc = xml_read(xml, len);
-	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+	xmlNodePtr root = doc ? xml_root(doc) : NULL;
 	struct strbuf v = STRBUF_INIT;
 	size_t strip_len = strip ? strlen(strip) : 0;
 	int ret = 0;
@@ -551,7 +603,7 @@ int s3_parse_list(const char *xml, size_t len, const char *strip, struct s3_list
 out:
 	strbuf_release(&v);
 	if (doc)
-		xmlFreeDoc(doc);
+		xml_free(doc);
 	return ret;
 }
 
@@ -702,7 +754,7 @@ int s3_upload_state_save(const struct s3_upload_state *st, const char *path, str
 	}
 	cJSON_AddItemToObject(doc, "parts", parts);
 	text = cJSON_PrintUnformatted(doc);
-	ret = fs_write_atomic(path, text, strlen(text), 0600, err);
+	ret = fs_write_replace(path, text, strlen(text), 0600, err);
 	free(text);
 	cJSON_Delete(doc);
 	return ret;
@@ -1868,7 +1920,7 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 		rate = m->c->rate_limit / nslots ? m->c->rate_limit / nslots : 1;
 	for (;;) {
 		int64_t now = clock_now_ms(), wake = -1, wait_ms = 1000;
-		int still = 0, left;
+		int still = 0, left, finished = 0;
 		CURLMsg *msg;
 		CURLMcode mc;
 
@@ -1902,10 +1954,14 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 			collect(r);
 			curl_multi_remove_handle(multi, r->easy);
 			running--;
+			finished++;
 			if ((ret = finish_part(m, r->owner, err)) < 0)
 				goto out;
 		}
 		report_progress(m->c, m->done_bytes + bytes_in_flight(slots, nslots), m->size, 0);
+		/* a slot just came free: the next part starts now, not after a poll */
+		if (finished)
+			continue;
 		if (wake >= 0 && wake - now < wait_ms)
 			wait_ms = wake > now ? wake - now : 0;
 		if (still || wait_ms > 0)
@@ -1980,7 +2036,7 @@ static int complete(struct mp *m, struct s3_put_result *res, struct ops_error *e
 		goto out;
 	}
 	doc = xml_read(r.body.buf, r.body.len);
-	root = doc ? xmlDocGetRootElement(doc) : NULL;
+	root = doc ? xml_root(doc) : NULL;
 	if (!is_element(root, "CompleteMultipartUploadResult") || xml_child_text(root, "ETag", &etag) < 0) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot %s: the storage's answer to completing it has no ETag",
 				    m->what.buf);
@@ -1997,7 +2053,7 @@ static int complete(struct mp *m, struct s3_put_result *res, struct ops_error *e
 	}
 out:
 	if (doc)
-		xmlFreeDoc(doc);
+		xml_free(doc);
 	strbuf_release(&xml);
 	strbuf_release(&q);
 	strbuf_release(&etag);

@@ -120,7 +120,7 @@ struct s3_put_result {
 /* Uploads the file at path as key. Up to the part size (s3_part_size) it is
  * one PUT; above it a multipart upload whose UploadId and finished parts
  * (with their ETags) are written to state_path (JSON, replaced atomically
- * and fsynced after every part) so that the next call with the same file,
+ * after every part) so that the next call with the same file,
  * key and state_path resumes it: a recorded part whose local bytes still
  * have the recorded MD5 is not sent again. state_path is removed when the
  * object is complete; state_path NULL uploads without resume. res may be NULL. */
@@ -214,7 +214,9 @@ void s3_upload_state_release(struct s3_upload_state *st);
 /* Reads path into st (which is released first). Returns 1 when there is no
  * such file, 0 when read; a file that is not a state file is OPS_EXIT_FAILED. */
 int s3_upload_state_load(struct s3_upload_state *st, const char *path, struct ops_error *err);
-/* Writes st to path atomically (temporary file, fsync, rename, directory fsync), mode 0600. */
+/* Writes st to path atomically (temporary file, rename), mode 0600, without
+ * waiting for the disk: it is written after every part, and a state lost to
+ * a power cut only means those parts are sent again. */
 int s3_upload_state_save(const struct s3_upload_state *st, const char *path, struct ops_error *err);
 
 #endif

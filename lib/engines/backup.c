@@ -1,6 +1,7 @@
 /* Backup sets: manifest, listing, verification, retention, creation and a
  * restore that swaps the database in only when it is complete. */
 #include "engines/backup.h"
+#include "engines/source.h"
 #include "engines/dumpdir.h"
 #include "adapters/archive.h"
 #include "adapters/hash.h"
@@ -15,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -49,6 +51,7 @@ void bk_manifest_release(struct bk_manifest *m)
 	for (size_t i = 0; i < m->npaths; i++)
 		free(m->paths[i]);
 	free(m->paths);
+	cJSON_Delete(m->sources);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -191,6 +194,31 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 			if (cJSON_IsString(it))
 				m->paths[m->npaths++] = xstrdup(it->valuestring);
 	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "sources");
+	if (arr && !cJSON_IsNull(arr)) {
+		/* each one strictly, and its file among the set's files */
+		if (!cJSON_IsArray(arr)) {
+			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid 'sources'");
+			goto out;
+		}
+		cJSON_ArrayForEach(it, arr) {
+			struct src_entry se;
+			int listed = 0;
+			src_entry_init(&se);
+			if (src_entry_parse(it, &se, err) < 0) {
+				src_entry_release(&se);
+				goto out;
+			}
+			for (size_t i = 0; i < m->nfiles; i++)
+				listed |= !strcmp(m->files[i].name, se.file) && !strcmp(m->files[i].sha256, se.sha256);
+			src_entry_release(&se);
+			if (!listed) {
+				ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has a source whose file is not among its files");
+				goto out;
+			}
+		}
+		m->sources = cJSON_Duplicate(arr, 1);
+	}
 	ret = 0;
 out:
 	if (ret < 0)
@@ -240,6 +268,8 @@ char *bk_manifest_json(const struct bk_manifest *m)
 	arr = cJSON_AddArrayToObject(root, "paths");
 	for (size_t i = 0; i < m->npaths; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateString(m->paths[i]));
+	if (m->sources)
+		cJSON_AddItemToObject(root, "sources", cJSON_Duplicate(m->sources, 1));
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
 	return text;
@@ -407,7 +437,22 @@ void bk_mark_verified(const struct bk_entry *e, int restore_tested)
 	strbuf_release(&note);
 }
 
-int bk_verify(const struct bk_entry *e, struct ops_error *err)
+/* A directory set's table data (db/NNNN.dat.zst): a restore streams it into
+ * COPY and checks its size and SHA-256 on the way, before any swap. */
+static int streamed_by_restore(const struct bk_entry *e, const struct bk_file *f)
+{
+	size_t plen = strlen(BK_DUMP_DIR "/");
+	return !strcmp(e->m.format, "directory") && !strcmp(f->role, "database") &&
+	       !strncmp(f->name, BK_DUMP_DIR "/", plen) && f->name[plen] >= '0' && f->name[plen] <= '9';
+}
+
+static int damaged_hint(struct ops_error *err)
+{
+	ops_error_hint(err, "restore from another backup ('opsctl backup list')");
+	return -err->code;
+}
+
+static int verify_files(const struct bk_entry *e, int defer_streamed, struct ops_error *err)
 {
 	int ret = 0;
 
@@ -415,24 +460,44 @@ int bk_verify(const struct bk_entry *e, struct ops_error *err)
 		const struct bk_file *f = &e->m.files[i];
 		char *p = join(e->path, f->name), hex[65];
 		uint64_t size = 0;
-		ret = hash_sha256_file(p, hex, &size, err);
-		if (ret < 0)
-			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' is damaged: %s", e->id, err->msg.buf);
-		else if (size != f->size)
+		int deferred = defer_streamed && streamed_by_restore(e, f);
+		if (deferred) {
+			/* only its size now: a missing or cut file is refused before anything starts */
+			struct stat st;
+			if (stat(p, &st) < 0)
+				ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' is damaged: cannot read '%s': %s",
+						    e->id, p, ops_strerror(errno));
+			else
+				size = (uint64_t)st.st_size;
+		} else {
+			ret = hash_sha256_file(p, hex, &size, err);
+			if (ret < 0)
+				ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "backup '%s' is damaged: %s", e->id,
+						    err->msg.buf);
+		}
+		if (ret == 0 && size != f->size)
 			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
 					    "backup '%s' is damaged: '%s' has %llu bytes, the manifest says %llu", e->id,
 					    f->name, (unsigned long long)size, (unsigned long long)f->size);
-		else if (strcmp(hex, f->sha256))
+		else if (ret == 0 && !deferred && strcmp(hex, f->sha256))
 			ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
 					    "backup '%s' is damaged: the SHA-256 of '%s' does not match the manifest",
 					    e->id, f->name);
 		free(p);
-		if (ret < 0) {
-			ops_error_hint(err, "restore from another backup ('opsctl backup list')");
-			return ret;
-		}
+		if (ret < 0)
+			return damaged_hint(err);
 	}
 	return 0;
+}
+
+int bk_verify(const struct bk_entry *e, struct ops_error *err)
+{
+	return verify_files(e, 0, err);
+}
+
+int bk_verify_before_restore(const struct bk_entry *e, struct ops_error *err)
+{
+	return verify_files(e, 1, err);
 }
 
 /* A mark of the day/week/month of t, UTC. */
@@ -793,6 +858,35 @@ out:
 	return ret;
 }
 
+/* The [source]s into the same set: each writes one file under sources/;
+ * one failure fails the set. */
+static int backup_sources(const struct bk_create_opts *o, const char *tmp, struct bk_manifest *m,
+			  struct ops_error *err)
+{
+	int ret = 0;
+
+	m->sources = cJSON_CreateArray();
+	for (size_t i = 0; i < o->nsources && ret == 0; i++) {
+		struct src_entry se;
+		struct bk_file *f;
+
+		src_entry_init(&se);
+		if (o->progress && o->progress(o->sources[i].name, 0, 0, o->progress_data)) {
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
+		} else if ((ret = src_backup(&o->sources[i], tmp, o->source_callbacks, &se, err)) == 0) {
+			m->files = xrealloc(m->files, (m->nfiles + 1) * sizeof(*m->files));
+			f = &m->files[m->nfiles++];
+			f->name = xstrdup(se.file);
+			f->role = xstrdup("source");
+			f->size = se.size;
+			memcpy(f->sha256, se.sha256, sizeof(f->sha256));
+			cJSON_AddItemToArray(m->sources, src_entry_json(&se));
+		}
+		src_entry_release(&se);
+	}
+	return ret;
+}
+
 long bk_default_jobs(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -872,6 +966,8 @@ int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_e
 	close_snapshot(&snap);
 	if (ret == 0 && o->npaths)
 		ret = archive_paths(o, tmp, &m, err);
+	if (ret == 0 && o->nsources)
+		ret = backup_sources(o, tmp, &m, err);
 	if (ret < 0)
 		goto out;
 	m.finished_at = time(NULL);
@@ -1020,20 +1116,26 @@ static int make_work_dir(const struct bk_entry *e, const char *dbname, uint64_t 
  * STDIN on --jobs connections ("lanes", the biggest tables spread first):
  * each lane runs the session settings and COPY statements that
  * `pg_restore -f - -L LANE` prints for its tables (their data files being
- * empty placeholders), each COPY followed by its table's data; meanwhile the
- * rest of the data section (sequence values, large objects) goes through
- * pg_restore itself; (3) pg_restore --section=post-data -j N builds indexes
- * and constraints while the rows are counted. */
+ * empty placeholders), each COPY followed by its table's data, its SHA-256
+ * checked before the COPY ends (the lanes get their statements and connect
+ * while (1) runs; a table bigger than all the others together goes over
+ * several connections); meanwhile the rest of the data section (sequence
+ * values, large objects) goes through pg_restore itself. The rows each COPY
+ * loaded are compared with the manifest; (3) pg_restore --section=post-data
+ * -j N builds indexes and constraints while the tables no COPY counted (a
+ * partitioned table's parent) are counted. */
 
 static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname, int jobs,
-			size_t *checked, struct ops_error *err);
+			const char *skip, size_t *checked, struct ops_error *err);
 
-/* The row counts, in a thread while the indexes are built. */
+/* The row counts of the tables no COPY counted, in a thread while the
+ * indexes are built. */
 struct count_job {
 	const struct bk_entry *e;
 	const struct bk_restore_opts *o;
 	const char *dbname;
-	size_t *checked;
+	const char *skip;
+	size_t checked;
 	struct ops_error err;
 	int ret;
 };
@@ -1041,15 +1143,46 @@ struct count_job {
 static void *count_run(void *arg)
 {
 	struct count_job *j = arg;
-	j->ret = compare_rows(j->e, j->o->db, j->dbname, j->o->jobs, j->checked, &j->err);
+	j->ret = compare_rows(j->e, j->o->db, j->dbname, j->o->jobs, j->skip, &j->checked, &j->err);
 	return NULL;
 }
 
 struct restore_run {
 	const struct bk_restore_opts *o;
-	const char *dbname, *work, *src;
+	const char *set_id, *dbname, *work, *src;
 	char **env;
 	_Atomic int stop;
+	int wake[2];                  /* a lane writes a byte when it is done */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;       /* schema_done or stop set */
+	int schema_done;              /* under lock: the lanes may load */
+};
+
+/* Stops the lanes (one failed, the user pressed Ctrl-C), wherever they are. */
+static void run_stop(struct restore_run *r)
+{
+	pthread_mutex_lock(&r->lock);
+	atomic_store(&r->stop, 1);
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void run_schema_done(struct restore_run *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->schema_done = 1;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The most connections one table is loaded over. */
+#define SPLIT_MAX 4
+
+/* Rows a lane's COPY put into a table (a plain one: a partitioned table's
+ * own rows are not what COPY into it counts). */
+struct loaded_table {
+	char *schema, *name;
+	long long rows;
 };
 
 struct lane {
@@ -1057,6 +1190,9 @@ struct lane {
 	char *list;                   /* its -L file */
 	const struct dd_file **files;
 	size_t nfiles;
+	struct loaded_table *loaded;  /* one per COPY of a plain table */
+	size_t nloaded;
+	int split;                    /* its first (biggest) table goes over this many connections */
 	uint64_t load;
 	_Atomic uint64_t bytes;
 	_Atomic int done;
@@ -1083,8 +1219,7 @@ static int restore_step(struct restore_run *r, const char *const *argv, const ch
 	po.timeout_ms = r->o->timeout_ms;
 	po.capture_max = 64 * 1024;
 	ret = proc_start(argv, &po, &child, err);
-	while (ret == 0 && !proc_exited(&child)) {
-		clock_sleep_ms(50);
+	while (ret == 0 && !proc_wait_exit(&child, 50)) {
 		if (r->o->progress && r->o->progress(what, 0, 0, r->o->progress_data))
 			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
 	}
@@ -1094,17 +1229,59 @@ static int restore_step(struct restore_run *r, const char *const *argv, const ch
 	return ret;
 }
 
+/* The rows go out over n connections, whole lines in turn (in COPY's text
+ * format a raw newline only ends a row): one table loaded by several server
+ * processes at once, when it is so much bigger than the rest that a single
+ * COPY would be all that runs for most of the load. */
 struct copy_sink {
-	PGconn *conn;
+	PGconn *conns[SPLIT_MAX];
+	int n, next;
+	int ended;              /* past pg_dump's end-of-data line "\.": the rest follows it */
+	struct strbuf carry;    /* the start of a line not yet complete */
 	int64_t stall_ms;
 	struct lane *lane;
 	uint64_t base;
 };
 
+/* 1 if the lines of carry + buf (whole lines) hold the end-of-data line. */
+static int holds_end_of_data(const struct strbuf *carry, const char *buf, size_t len)
+{
+	const char *c = carry->buf;
+	if (carry->len == 0 && len >= 3 && !memcmp(buf, "\\.\n", 3))
+		return 1;
+	if ((carry->len == 1 && c[0] == '\\' && len >= 2 && !memcmp(buf, ".\n", 2)) ||
+	    (carry->len == 2 && !memcmp(c, "\\.", 2) && buf[0] == '\n'))
+		return 1;
+	return memmem(buf, len, "\n\\.\n", 4) != NULL;
+}
+
 static int copy_put(const void *buf, size_t len, void *arg, struct ops_error *err)
 {
 	struct copy_sink *c = arg;
-	return db_copy_put(c->conn, buf, len, c->stall_ms, err);
+	const char *p = buf, *nl;
+	size_t whole;
+	PGconn *to;
+	int ret = 0;
+
+	if (c->n == 1 || c->ended)
+		return db_copy_put(c->conns[c->next], buf, len, c->stall_ms, err);
+	nl = memrchr(p, '\n', len);
+	if (!nl) {
+		strbuf_add(&c->carry, p, len);
+		return 0;
+	}
+	whole = (size_t)(nl - p) + 1;
+	c->ended = holds_end_of_data(&c->carry, p, whole);
+	to = c->conns[c->next];
+	if (c->carry.len)
+		ret = db_copy_put(to, c->carry.buf, c->carry.len, c->stall_ms, err);
+	if (ret == 0)
+		ret = db_copy_put(to, p, whole, c->stall_ms, err);
+	strbuf_reset(&c->carry);
+	strbuf_add(&c->carry, p + whole, len - whole);
+	if (!c->ended)
+		c->next = (c->next + 1) % c->n;
+	return ret;
 }
 
 static int copy_progress(uint64_t in_bytes, uint64_t out_bytes, void *arg)
@@ -1115,20 +1292,99 @@ static int copy_progress(uint64_t in_bytes, uint64_t out_bytes, void *arg)
 	return atomic_load(&c->lane->run->stop);
 }
 
-/* One table's data: its COPY statement, then the file decompressed straight
- * into the connection, its SHA-256 checked. */
-static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const struct dd_file *f,
+/* The table of "COPY public.messages (id, ...) FROM stdin", as written
+ * there (quoted where pg_dump quoted it). */
+static char *copy_target(const char *copy_sql)
+{
+	const char *p = copy_sql + strlen("COPY "), *q = p;
+	int quoted = 0;
+	while (*q && (quoted || *q != ' ')) {
+		if (*q == '"')
+			quoted = !quoted;
+		q++;
+	}
+	return xstrndup(p, (size_t)(q - p));
+}
+
+/* After a COPY: which table it filled and how many rows it loaded, kept for
+ * the row count check when the table is a plain one. A failed look-up only
+ * leaves the table to count(*). */
+static void note_loaded(struct lane *l, PGconn *conn, const char *copy_sql, long long rows)
+{
+	char *target = copy_target(copy_sql);
+	const char *params[1] = { target };
+	PGresult *res = NULL;
+
+	if (db_exec(conn,
+		    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		    "WHERE c.oid = $1::regclass AND c.relkind = 'r'",
+		    1, params, 60000, &res, NULL) == 0 &&
+	    PQntuples(res) == 1) {
+		struct loaded_table *t = &l->loaded[l->nloaded++];
+		t->schema = xstrdup(PQgetvalue(res, 0, 0));
+		t->name = xstrdup(PQgetvalue(res, 0, 1));
+		t->rows = rows;
+	}
+	if (res)
+		PQclear(res);
+	free(target);
+}
+
+/* The set's own verdict on a table data file that could not be loaded: a
+ * file that is not what the manifest says is damage, whatever COPY or the
+ * decompressor made of it. 1 if it is damaged (err says so). */
+static int damaged_file(struct restore_run *r, const struct dd_file *f, const char *path, uint64_t size,
+			const char *sha256, struct ops_error *err)
+{
+	char hex[65];
+	struct ops_error ignored = OPS_ERROR_INIT;
+
+	if (!sha256) {
+		/* stopped part-way: hash what is on disk */
+		if (hash_sha256_file(path, hex, &size, &ignored) < 0)
+			hex[0] = '\0';
+		ops_error_release(&ignored);
+		sha256 = hex;
+	}
+	if (size != f->size)
+		ops_error_set(err, OPS_EXIT_INTEGRITY,
+			      "backup '%s' is damaged: '%s/%s' has %llu bytes, the manifest says %llu", r->set_id,
+			      BK_DUMP_DIR, f->name, (unsigned long long)size, (unsigned long long)f->size);
+	else if (strcmp(sha256, f->sha256))
+		ops_error_set(err, OPS_EXIT_INTEGRITY,
+			      "backup '%s' is damaged: the SHA-256 of '%s/%s' does not match the manifest", r->set_id,
+			      BK_DUMP_DIR, f->name);
+	else
+		return 0;
+	ops_error_hint(err, "restore from another backup ('opsctl backup list')");
+	return 1;
+}
+
+/* One table's data: its COPY statement (on each of nconns connections),
+ * then the file decompressed straight into them, its size and SHA-256
+ * checked against the manifest before any of the COPYs is committed. */
+static int copy_table(struct lane *l, PGconn **conns, int nconns, const char *copy_sql, const struct dd_file *f,
 		      uint64_t *done, struct ops_error *err)
 {
 	struct restore_run *r = l->run;
 	char *path = xstrfmt("%s/%s", r->src, f->name);
-	struct copy_sink cs = { conn, r->o->timeout_ms, l, *done };
+	struct copy_sink cs;
 	struct zs_decompress_opts zo;
 	struct zs_decompress_stats st;
-	int in = -1, ret;
+	long long rows = 0;
+	int in = -1, ret = 0, read_all = 0;
 
+	memset(&cs, 0, sizeof(cs));
 	memset(&st, 0, sizeof(st));
-	ret = db_copy_begin(conn, copy_sql, cs.stall_ms, err);
+	strbuf_init(&cs.carry, 0);
+	cs.n = nconns;
+	cs.stall_ms = r->o->timeout_ms;
+	cs.lane = l;
+	cs.base = *done;
+	for (int i = 0; i < nconns && ret == 0; i++) {
+		cs.conns[i] = conns[i];
+		ret = db_copy_begin(conns[i], copy_sql, cs.stall_ms, err);
+	}
 	if (ret == 0) {
 		in = open(path, O_RDONLY | O_CLOEXEC);
 		if (in < 0)
@@ -1144,15 +1400,27 @@ static int copy_table(struct lane *l, PGconn *conn, const char *copy_sql, const 
 		zo.sink_arg = &cs;
 		ret = zs_decompress(in, -1, &zo, &st, err);
 		*done += st.in_bytes;
+		read_all = ret == 0;
 	}
-	if (ret == 0 && strcmp(st.in_sha256, f->sha256))
-		ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' changed since it was verified", path);
+	if (ret == 0 && cs.carry.len) /* a last line without its newline */
+		ret = db_copy_put(cs.conns[cs.next], cs.carry.buf, cs.carry.len, cs.stall_ms, err);
+	if (ret == 0 && damaged_file(r, f, path, st.in_bytes, st.in_sha256, err))
+		ret = -OPS_EXIT_INTEGRITY;
+	else if (ret < 0 && err->code != OPS_EXIT_ABORTED && in >= 0 && !read_all &&
+		 damaged_file(r, f, path, 0, NULL, err))
+		ret = -OPS_EXIT_INTEGRITY;
+	for (int i = 0; i < nconns && ret == 0; i++) {
+		long long n = 0;
+		ret = db_copy_end(conns[i], cs.stall_ms, &n, err);
+		rows += n;
+	}
 	if (ret == 0)
-		ret = db_copy_end(conn, cs.stall_ms, NULL, err);
+		note_loaded(l, conns[0], copy_sql, rows);
 	if (ret < 0 && err->code != OPS_EXIT_INTEGRITY && err->code != OPS_EXIT_ABORTED)
 		ops_error_prefix(err, "loading '%s'", path);
 	if (in >= 0)
 		close(in);
+	strbuf_release(&cs.carry);
 	free(path);
 	return ret;
 }
@@ -1171,10 +1439,10 @@ static void *lane_run(void *arg)
 	struct proc_opts po;
 	struct proc_result res;
 	struct db_target t;
-	PGconn *conn = NULL;
+	PGconn *conns[SPLIT_MAX] = { NULL }, *conn = NULL;
 	uint64_t done = 0;
 	size_t k = 0;
-	int ret, n = 0;
+	int ret, n = 0, nconns = l->split > 1 ? l->split : 1;
 
 	db_target_with_dbname(&t, r->o->db, r->dbname);
 	pgr[n++] = r->o->pg_restore;
@@ -1200,8 +1468,16 @@ static void *lane_run(void *arg)
 	}
 	if (ret == 0)
 		ret = sql_split(sql.buf, sql.len, &parts, &l->err);
-	if (ret == 0)
-		ret = db_connect(&conn, &t, "opsctl restore", 10000, &l->err);
+	for (int i = 0; i < nconns && ret == 0; i++)
+		ret = db_connect(&conns[i], &t, "opsctl restore", 10000, &l->err);
+	conn = conns[0];
+	/* all of that while pg_restore makes the tables; the data waits for them */
+	pthread_mutex_lock(&r->lock);
+	while (!r->schema_done && !atomic_load(&r->stop))
+		pthread_cond_wait(&r->changed, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	if (ret == 0 && atomic_load(&r->stop))
+		ret = ops_error_set(&l->err, OPS_EXIT_ABORTED, "interrupted");
 	for (size_t i = 0; ret == 0 && i < parts.nr; i++) {
 		const struct sql_stmt *st = &parts.stmts[i];
 		char *body;
@@ -1212,8 +1488,23 @@ static void *lane_run(void *arg)
 			if (k == l->nfiles)
 				ret = ops_error_set(&l->err, OPS_EXIT_FAILED,
 						    "pg_restore printed more COPY statements than expected");
-			else
-				ret = copy_table(l, conn, body, l->files[k++], &done, &l->err);
+			else if (k == 0 && nconns > 1) {
+				/* the other connections get the session settings that came first */
+				for (size_t j = 0; ret == 0 && j < i; j++) {
+					const struct sql_stmt *set = &parts.stmts[j];
+					char *sb = set->body_len ? xstrndup(sql.buf + set->body_start, set->body_len) : NULL;
+					for (int c = 1; sb && c < nconns && ret == 0; c++) {
+						PGresult *pr = NULL;
+						ret = db_exec(conns[c], sb, 0, NULL, 60000, &pr, &l->err);
+						if (pr)
+							PQclear(pr);
+					}
+					free(sb);
+				}
+				if (ret == 0)
+					ret = copy_table(l, conns, nconns, body, l->files[k++], &done, &l->err);
+			} else
+				ret = copy_table(l, conns, 1, body, l->files[k++], &done, &l->err);
 		} else {
 			PGresult *pr = NULL;
 			ret = db_exec(conn, body, 0, NULL, 60000, &pr, &l->err);
@@ -1228,14 +1519,18 @@ static void *lane_run(void *arg)
 		ret = ops_error_set(&l->err, OPS_EXIT_FAILED, "pg_restore printed %zu COPY statements, expected %zu",
 				    k, l->nfiles);
 	if (ret < 0)
-		atomic_store(&r->stop, 1); /* the other lanes stop too */
-	if (conn)
-		PQfinish(conn);
+		run_stop(r); /* the other lanes stop too */
+	for (int i = 0; i < nconns; i++)
+		if (conns[i])
+			PQfinish(conns[i]);
 	sql_script_release(&parts);
 	strbuf_release(&script);
 	strbuf_release(&sql);
 	db_target_release(&t);
 	atomic_store(&l->done, 1);
+	if (write(r->wake[1], "", 1) < 0) {
+		/* the main thread looks again within 50 ms anyway */
+	}
 	return NULL;
 }
 
@@ -1307,11 +1602,17 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 	struct strbuf table_lines = STRBUF_INIT, other_lines = STRBUF_INIT, sb = STRBUF_INIT;
 	struct restore_run r;
 	struct lane *lanes = NULL;
+	char *covered = NULL;         /* per manifest table: its rows were counted by COPY */
+	size_t ncovered = 0;
 	int nlanes = o->jobs > 0 ? o->jobs : 1, ret;
 	uint64_t total = database_bytes(&e->m), need = 64u << 20;
 
 	memset(&r, 0, sizeof(r));
+	r.wake[0] = r.wake[1] = -1;
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.changed, NULL);
 	r.o = o;
+	r.set_id = e->id;
 	r.dbname = dbname;
 	r.src = src;
 	r.env = db_target_env(o->db, dbname);
@@ -1332,7 +1633,10 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		}
 		nfiles++;
 	}
-	ret = make_work_dir(e, dbname, need, &work, err);
+	ret = pipe2(r.wake, O_CLOEXEC | O_NONBLOCK) < 0
+		? ops_error_set(err, OPS_EXIT_FAILED, "cannot create a pipe: %s", ops_strerror(errno)) : 0;
+	if (ret == 0)
+		ret = make_work_dir(e, dbname, need, &work, err);
 	if (ret < 0)
 		goto out;
 	r.work = work;
@@ -1347,6 +1651,7 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 	for (int i = 0; i < nlanes; i++) {
 		lanes[i].run = &r;
 		lanes[i].files = xcalloc(ntables + 1, sizeof(*lanes[i].files));
+		lanes[i].loaded = xcalloc(ntables + 1, sizeof(*lanes[i].loaded));
 		lanes[i].list = xstrfmt("%s/lane-%d.list", work, i);
 		ops_error_init(&lanes[i].err);
 	}
@@ -1374,6 +1679,10 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		least->files[least->nfiles++] = f;
 		least->load += f->size + 1;
 	}
+	/* a table that is most of the data would leave the other lanes idle
+	 * for most of the load: it goes over as many connections as lanes */
+	if (nlanes > 1 && ntables && tables[0]->size > (database_bytes(&e->m) - tables[0]->size))
+		lanes[0].split = nlanes < SPLIT_MAX ? nlanes : SPLIT_MAX;
 	for (int i = 0; i < nlanes && ret == 0; i++) {
 		strbuf_reset(&sb);
 		for (size_t k = 0; k < lanes[i].nfiles; k++) {
@@ -1389,14 +1698,7 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 	if (ret < 0)
 		goto out;
 
-	/* (1) the tables */
-	{
-		const char *argv[] = { o->pg_restore, "--format=directory", "--section=pre-data", "--exit-on-error",
-				       "--no-password", "--dbname", dbname, work, NULL };
-		ret = restore_step(&r, argv, "schema", err);
-	}
-	/* (2) the data: the tables streamed on the lanes, and meanwhile sequences
-	 * and large objects by pg_restore */
+	/* (1) the tables, while the lanes get their COPY statements and connect */
 	for (int i = 0; i < nlanes && ret == 0; i++) {
 		sigset_t all, old;
 		if (!lanes[i].nfiles)
@@ -1405,17 +1707,26 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		pthread_sigmask(SIG_SETMASK, &all, &old); /* SIGINT stays ours; EPIPE, not SIGPIPE */
 		lanes[i].started = pthread_create(&lanes[i].thread, NULL, lane_run, &lanes[i]) == 0;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (!lanes[i].started) {
+		if (!lanes[i].started)
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot start a restore thread");
-			atomic_store(&r.stop, 1);
-		}
 	}
 	if (ret == 0) {
+		const char *argv[] = { o->pg_restore, "--format=directory", "--section=pre-data", "--exit-on-error",
+				       "--no-password", "--dbname", dbname, work, NULL };
+		ret = restore_step(&r, argv, "schema", err);
+	}
+	if (ret < 0)
+		run_stop(&r);
+	else
+		run_schema_done(&r);
+	/* (2) the data: the tables streamed on the lanes, and meanwhile sequences
+	 * and large objects by pg_restore */
+	if (ret == 0 && !atomic_load(&r.stop)) {
 		const char *argv[] = { o->pg_restore, "--format=directory", "--section=data", "--use-list", others_list,
 				       "--exit-on-error", "--no-password", "--dbname", dbname, work, NULL };
 		ret = restore_step(&r, argv, "data", err);
 		if (ret < 0)
-			atomic_store(&r.stop, 1);
+			run_stop(&r);
 	}
 	for (;;) {
 		int running = 0;
@@ -1427,11 +1738,17 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 		if (!running)
 			break;
 		if (o->progress && o->progress("restore", done, total, o->progress_data) && !atomic_load(&r.stop)) {
-			atomic_store(&r.stop, 1);
+			run_stop(&r);
 			if (ret == 0)
 				ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
 		}
-		clock_sleep_ms(50);
+		{
+			struct pollfd pfd = { r.wake[0], POLLIN, 0 };
+			char drain[16];
+			if (poll(&pfd, 1, 50) > 0 && read(r.wake[0], drain, sizeof(drain)) < 0) {
+				/* nothing to do: the lanes' state is what counts */
+			}
+		}
 	}
 	{
 		/* the cause to report: bad data first, then a lane's own failure, and
@@ -1444,35 +1761,65 @@ static int load_directory(const struct bk_entry *e, const struct bk_restore_opts
 			if (lanes[i].err.code && (!bad || lane_error_rank(&lanes[i]) > lane_error_rank(bad)))
 				bad = &lanes[i];
 		}
-		if (bad && (ret == 0 || bad->err.code == OPS_EXIT_INTEGRITY))
+		if (bad && (ret == 0 || bad->err.code == OPS_EXIT_INTEGRITY)) {
 			ret = ops_error_set(err, bad->err.code, "%s", bad->err.msg.buf);
+			if (bad->err.hint.len)
+				ops_error_hint(err, "%s", bad->err.hint.buf);
+		}
 	}
-	/* (3) indexes and constraints, in parallel, while the rows are counted */
+	/* the rows each COPY loaded against the manifest, before the indexes */
+	covered = xcalloc(e->m.ntables + 1, 1);
+	for (size_t t = 0; ret == 0 && t < e->m.ntables; t++) {
+		const struct bk_table *tb = &e->m.tables[t];
+		long long rows = 0;
+		for (int i = 0; i < nlanes; i++)
+			for (size_t k = 0; k < lanes[i].nloaded; k++)
+				if (!strcmp(lanes[i].loaded[k].schema, tb->schema) &&
+				    !strcmp(lanes[i].loaded[k].name, tb->name)) {
+					rows += lanes[i].loaded[k].rows;
+					covered[t] = 1;
+				}
+		if (covered[t] && rows != tb->rows)
+			ret = ops_error_set(err, OPS_EXIT_INTEGRITY, "restored table %s.%s has %lld rows, the backup had %lld",
+					    tb->schema, tb->name, rows, tb->rows);
+		ncovered += covered[t];
+	}
+	/* (3) indexes and constraints, in parallel, while the tables no COPY
+	 * counted (if any) are counted */
 	if (ret == 0) {
 		const char *argv[] = { o->pg_restore, "--format=directory", "--section=post-data", jobs, "--exit-on-error",
 				       "--no-password", "--dbname", dbname, work, NULL };
-		struct count_job cj = { e, o, dbname, checked, OPS_ERROR_INIT, 0 };
+		struct count_job cj = { e, o, dbname, covered, 0, OPS_ERROR_INIT, 0 };
 		pthread_t counter;
 		sigset_t all, old;
-		int counting;
+		int counting = 0;
 
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		counting = pthread_create(&counter, NULL, count_run, &cj) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (!counting)
-			count_run(&cj);
+		if (ncovered < e->m.ntables) {
+			sigfillset(&all);
+			pthread_sigmask(SIG_SETMASK, &all, &old);
+			counting = pthread_create(&counter, NULL, count_run, &cj) == 0;
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			if (!counting)
+				count_run(&cj);
+		}
 		ret = restore_step(&r, argv, "indexes", err);
 		if (counting)
 			pthread_join(counter, NULL);
 		if (ret == 0 && cj.ret < 0)
 			ret = ops_error_set(err, cj.err.code, "%s", cj.err.msg.buf);
+		*checked = ncovered + cj.checked;
 		ops_error_release(&cj.err);
 	}
 out:
+	run_stop(&r); /* lanes still waiting for the schema give up */
 	for (int i = 0; lanes && i < nlanes; i++) {
 		if (lanes[i].started)
 			pthread_join(lanes[i].thread, NULL);
+		for (size_t k = 0; k < lanes[i].nloaded; k++) {
+			free(lanes[i].loaded[k].schema);
+			free(lanes[i].loaded[k].name);
+		}
+		free(lanes[i].loaded);
 		free(lanes[i].files);
 		free(lanes[i].list);
 		ops_error_release(&lanes[i].err);
@@ -1488,6 +1835,13 @@ out:
 	free(plain);
 	free(tables);
 	free(others_list);
+	free(covered);
+	if (r.wake[0] >= 0) {
+		close(r.wake[0]);
+		close(r.wake[1]);
+	}
+	pthread_cond_destroy(&r.changed);
+	pthread_mutex_destroy(&r.lock);
 	free(work);
 	free(src);
 	free(jobs);
@@ -1618,6 +1972,7 @@ struct count_work {
 	const struct bk_entry *e;
 	struct db_target t;
 	size_t *order;          /* table indexes, most rows first */
+	size_t norder;
 	size_t next;            /* under lock */
 	size_t checked;
 	pthread_mutex_t lock;
@@ -1629,7 +1984,7 @@ static void count_fail(struct count_work *w, const struct ops_error *e)
 	pthread_mutex_lock(&w->lock);
 	if (!w->err.code)
 		ops_error_set(&w->err, e->code, "%s", e->msg.buf);
-	w->next = w->e->m.ntables; /* the others stop */
+	w->next = w->norder; /* the others stop */
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -1651,7 +2006,7 @@ static void *count_worker(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&w->lock);
-		tb = w->next < w->e->m.ntables ? &w->e->m.tables[w->order[w->next++]] : NULL;
+		tb = w->next < w->norder ? &w->e->m.tables[w->order[w->next++]] : NULL;
 		pthread_mutex_unlock(&w->lock);
 		if (!tb)
 			break;
@@ -1693,8 +2048,9 @@ static int cmp_rows_desc(const void *a, const void *b, void *arg)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* skip (may be NULL): per manifest table, 1 when it is already checked. */
 static int compare_rows(const struct bk_entry *e, const struct db_target *db, const char *dbname, int jobs,
-			size_t *checked, struct ops_error *err)
+			const char *skip, size_t *checked, struct ops_error *err)
 {
 	struct count_work w;
 	pthread_t *threads;
@@ -1707,10 +2063,11 @@ static int compare_rows(const struct bk_entry *e, const struct db_target *db, co
 	ops_error_init(&w.err);
 	w.order = xcalloc(e->m.ntables + 1, sizeof(*w.order));
 	for (size_t i = 0; i < e->m.ntables; i++)
-		w.order[i] = i;
-	qsort_r(w.order, e->m.ntables, sizeof(*w.order), cmp_rows_desc, e->m.tables);
-	if ((size_t)n > e->m.ntables)
-		n = e->m.ntables ? (int)e->m.ntables : 1;
+		if (!skip || !skip[i])
+			w.order[w.norder++] = i;
+	qsort_r(w.order, w.norder, sizeof(*w.order), cmp_rows_desc, e->m.tables);
+	if ((size_t)n > w.norder)
+		n = w.norder ? (int)w.norder : 1;
 	threads = xcalloc((size_t)n, sizeof(*threads));
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&threads[i], NULL, count_worker, &w) != 0)
@@ -1831,7 +2188,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	memset(r, 0, sizeof(*r));
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-	ret = o->verified ? 0 : bk_verify(e, err);
+	ret = o->verified ? 0 : bk_verify_before_restore(e, err);
 	if (ret < 0)
 		goto out;
 	fresh = o->scratch_db ? xstrdup(o->scratch_db)
@@ -1843,6 +2200,14 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	ret = database_exists(admin, fresh, &exists, err);
 	if (ret == 0 && exists)
 		ret = ops_error_set(err, OPS_EXIT_USAGE, "database '%s' already exists", fresh);
+	for (int i = 2; ret == 0 && !o->scratch_db && !o->target_db; i++) {
+		/* a second restore within the same second keeps the first one's aside too */
+		int taken = 0;
+		if ((ret = database_exists(admin, aside, &taken, err)) < 0 || !taken)
+			break;
+		free(aside);
+		aside = xstrfmt("%s_pre_restore_%s_%d", live, stamp, i);
+	}
 	if (ret < 0)
 		goto out;
 	{
@@ -1870,7 +2235,7 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	if (ret == 0 && !counted) {
 		if (o->progress)
 			o->progress("check", 0, e->m.ntables, o->progress_data);
-		ret = compare_rows(e, o->db, fresh, o->jobs, &r->tables_checked, err);
+		ret = compare_rows(e, o->db, fresh, o->jobs, NULL, &r->tables_checked, err);
 	}
 	if (ret < 0 || o->scratch_db || o->target_db)
 		goto out;

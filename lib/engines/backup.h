@@ -46,6 +46,7 @@ struct bk_manifest {
 	size_t ntables;
 	char **paths;          /* what the paths archive holds, as configured */
 	size_t npaths;
+	struct cJSON *sources; /* [source]s in the set: src_entry_json objects, or NULL */
 };
 
 void bk_manifest_release(struct bk_manifest *m);
@@ -87,6 +88,11 @@ void bk_entry_release(struct bk_entry *e);
 /* Sizes and SHA-256 of every file against the manifest: OPS_EXIT_INTEGRITY
  * naming the first file that differs. */
 int bk_verify(const struct bk_entry *e, struct ops_error *err);
+/* What a restore checks before it touches the server: bk_verify, except that
+ * a directory set's table data files (db/NNNN.dat.zst) are only checked for
+ * their presence and size here; bk_restore streams them into COPY and fails
+ * on a wrong SHA-256 (OPS_EXIT_INTEGRITY, the same message) before any swap. */
+int bk_verify_before_restore(const struct bk_entry *e, struct ops_error *err);
 /* Records a successful verification (and restore test) in verified.json,
  * which `backup list` shows; a read-only directory is not an error. */
 void bk_mark_verified(const struct bk_entry *e, int restore_tested);
@@ -110,6 +116,9 @@ typedef int (*bk_progress_fn)(const char *what, uint64_t done, uint64_t total, v
  * job is a connection and a server process). */
 long bk_default_jobs(void);
 
+struct src_settings;
+struct src_callbacks;
+
 struct bk_create_opts {
 	const char *dir;
 	const char *app;
@@ -121,6 +130,9 @@ struct bk_create_opts {
 	const char *const *paths;  /* may be NULL */
 	size_t npaths;
 	const char *pg_dump;       /* program name or path */
+	const struct src_settings *sources;  /* [source]s backed up into the same set */
+	size_t nsources;
+	const struct src_callbacks *source_callbacks;  /* may be NULL */
 	int64_t timeout_ms;        /* whole dump; 0 = none */
 	bk_progress_fn progress;
 	void *progress_data;
@@ -139,7 +151,8 @@ struct bk_restore_opts {
 	const char *target_db;       /* restore beside it under this name, no swap */
 	const char *scratch_db;      /* restore test: restore here, compare, drop */
 	int jobs;                    /* parallel pg_restore (-j) for directory and custom dumps */
-	int verified;                /* the caller just ran bk_verify: not again (the
+	int verified;                /* the caller just ran bk_verify or
+					bk_verify_before_restore: not again (the
 					load still hashes what it reads) */
 	const char *pg_restore, *psql;
 	const char *stop_cmd, *start_cmd;   /* [service] stop/start, may be NULL */
@@ -156,8 +169,9 @@ struct bk_restore_result {
 };
 void bk_restore_result_release(struct bk_restore_result *r);
 
-/* Verifies, restores into a new database, compares row counts with the
- * manifest (OPS_EXIT_INTEGRITY on a difference), then (unless target_db or
+/* Verifies (bk_verify_before_restore; the table data as it is loaded),
+ * restores into a new database, compares row counts with the manifest
+ * (OPS_EXIT_INTEGRITY on a difference), then (unless target_db or
  * scratch_db) stops the service, ends the remaining sessions, renames the
  * live database to NAME_pre_restore_TS and the new one to NAME, and starts
  * the service. Any failure before the swap drops the new database and leaves

@@ -70,8 +70,8 @@ int fs_fsync_dir(const char *dir, struct ops_error *err)
 	return ret;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
-		    struct ops_error *err)
+static int write_replace(const char *path, const void *data, size_t len, int mode, int durable,
+			 struct ops_error *err)
 {
 	struct strbuf tmp = STRBUF_INIT;
 	char *dir = dir_of(path);
@@ -99,7 +99,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
 	} else if (fchmod(fd, mode < 0 ? 0644 : (mode_t)mode) < 0) {
 		goto fail;
 	}
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0)
+	if (write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0))
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;
@@ -109,7 +109,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
 	if (rename(tmp.buf, path) < 0)
 		goto fail;
 	tmp_made = 0;
-	ret = fs_fsync_dir(dir, err);
+	ret = durable ? fs_fsync_dir(dir, err) : 0;
 	goto out;
 
 fail:
@@ -122,6 +122,16 @@ out:
 	strbuf_release(&tmp);
 	free(dir);
 	return ret;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, int mode, struct ops_error *err)
+{
+	return write_replace(path, data, len, mode, 1, err);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t len, int mode, struct ops_error *err)
+{
+	return write_replace(path, data, len, mode, 0, err);
 }
 
 int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err)

@@ -14,6 +14,11 @@
  * file; when path exists its mode and owner are kept (mode < 0: keep/0644). */
 int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
 		    struct ops_error *err);
+/* fs_write_atomic without the fsyncs: a reader sees the old or the new
+ * bytes, also after the process is killed, but a power cut may lose the
+ * change. For state that is only a shortcut (an upload's resume point),
+ * written too often to wait for the disk each time. */
+int fs_write_replace(const char *path, const void *data, size_t len, int mode, struct ops_error *err);
 /* Appends one line (adds '\n' if missing) with O_APPEND and fsyncs it. */
 int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err);
 /* Reads a whole file (up to max bytes; 0 = no limit) into out. */

@@ -257,13 +257,17 @@ mkdir -p backups/app-20261121T021500Z backups/.tmp-app-20261122T021500Z backups/
 : >sets/app-20261120T021500Z/manifest.json
 : >db/sets/app-20261119T021500Z/manifest.json
 printf '[backup]\ndir = sets   ; relative to this file\n' >db/backup.conf
-backup_subs="create list verify prune"
+backup_subs="create list verify prune upload"
 bash_complete opsctl backup "" >offered
 expect_offered "bash: opsctl backup <TAB>" $backup_subs
 bash_complete opsctl backup - >offered
 expect_offered "bash: opsctl backup -<TAB>" --no-prune --dir --format --compression
 bash_complete opsctl backup verify - >offered
-expect_offered "bash: opsctl backup verify -<TAB>" --restore-test --dir
+expect_offered "bash: opsctl backup verify -<TAB>" --restore-test --remote --deep --dir
+bash_complete opsctl backup list - >offered
+expect_offered "bash: opsctl backup list -<TAB>" --remote --dir
+bash_complete opsctl backup upload - >offered
+expect_offered "bash: opsctl backup upload -<TAB>" --limit-rate --dir
 bash_complete opsctl backup --format "" >offered
 expect_offered "bash: opsctl backup --format <TAB>" custom plain
 bash_complete opsctl backup --compression "" >offered

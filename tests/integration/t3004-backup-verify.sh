@@ -92,12 +92,17 @@ expect_json out 'd["ok"] is False and d["exit"] == 5 and "'"$big"'" in d["error"
 [ ! -e "backups/$bad/verified.json" ] || fail "a damaged set was marked verified"
 expect_exit 0 ob backup list
 expect_grep "^$bad .* no$" out
-# restore refuses before touching anything (with --yes, and without: no question for a damaged set)
+# restore refuses it, the live database untouched (with --yes the table data
+# is hashed as it is loaded: the same message, the half-built database
+# dropped; without, every file is hashed first: no question for a damaged set)
 expect_exit 5 ob --yes restore "$bad"
-expect_grep "$big_re" err
+expect_grep "backup '$bad' is damaged: the SHA-256 of '$big_re' does not match the manifest" err
+expect_grep '^hint: restore from another backup' err
 expect_no_grep "$pw" out err
 live_untouched "restore of a flipped byte"
+[ -z "$(ls -A backups | grep '^\.restore')" ] || fail "a work directory was left: $(ls -A backups | tr '\n' ' ')"
 expect_exit 5 ob restore "$bad"
+expect_grep "backup '$bad' is damaged: the SHA-256 of '$big_re' does not match the manifest" err
 expect_exit 5 ob --yes restore "$bad" --target-db side
 live_untouched "restore --target-db of a flipped byte"
 expect_exit 5 ob --yes restore "$TEST_SCRATCH/backups/$bad"
@@ -107,6 +112,30 @@ expect_json last.json 'd["command"] == "restore" and d["outcome"] == "integrity"
 # and the restore test refuses it too, without creating a database
 expect_exit 5 ob backup verify --restore-test "$bad"
 live_untouched "restore test of a flipped byte"
+
+# a table data file that decompresses and loads cleanly but is not the one
+# the manifest describes (its size right, its SHA-256 another): checked as it
+# is loaded, it still stops the restore before the swap
+subtle=shop-20250108T000000Z
+copy_set "$good" "$subtle"
+"$TEST_PYTHON" - "backups/$subtle/manifest.json" "$big" <<'EOF' || fail "could not edit the manifest"
+import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+f = [f for f in m["files"] if f["name"] == sys.argv[2]][0]
+f["sha256"] = hashlib.sha256(b"another file").hexdigest()
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+EOF
+expect_exit 5 ob backup verify "$subtle"
+expect_exit 5 ob --yes restore "$subtle" --target-db side
+expect_grep "backup '$subtle' is damaged: the SHA-256 of '$big_re' does not match the manifest" err
+live_untouched "restore --target-db of a table data file that loads"
+expect_exit 5 ob --yes restore "$subtle"
+expect_grep "backup '$subtle' is damaged: the SHA-256 of '$big_re' does not match the manifest" err
+live_untouched "restore of a table data file that loads"
+[ -z "$(ls -A backups | grep '^\.restore')" ] || fail "a work directory was left: $(ls -A backups | tr '\n' ' ')"
+tail -n 1 "$hf" >last.json
+expect_json last.json 'd["command"] == "restore" and d["outcome"] == "integrity" and d["exit"] == 5 and d["id"] == "'"$subtle"'"'
+rm -rf "backups/$subtle"
 
 # a flipped byte in the gzip dump, and in the files archive
 bad_plain=shop-20250102T000000Z

@@ -181,6 +181,21 @@ expect_exit 0 ob backup verify "$badd"
 expect_exit 1 ob --yes restore "$badd" --jobs 2
 expect_grep "loading '.*$big'.*invalid input syntax for type integer: \"not-a-number\"" err
 untouched "table data the server refuses"
+# the same file when the manifest says it is another one (its SHA-256 is
+# checked as it is loaded, no question being asked): the damage is what is
+# reported, not the server's refusal it caused
+"$TEST_PYTHON" - "backups/$badd/manifest.json" "$big" <<'EOF' || fail "could not edit the manifest"
+import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+f = [f for f in m["files"] if f["name"] == sys.argv[2]][0]
+f["sha256"] = hashlib.sha256(b"another file").hexdigest()
+json.dump(m, open(sys.argv[1], "w"), indent=1)
+EOF
+rm -f svc.log
+expect_exit 5 ob --yes restore "$badd" --jobs 2
+expect_grep "backup '$badd' is damaged: the SHA-256 of '$(printf '%s' "$big" | sed 's/\./\\./g')' does not match the manifest" err
+untouched "table data the server refuses, not the one of the manifest"
+[ ! -e svc.log ] || fail "the service was stopped for a damaged set"
 rm -rf "backups/$badd"
 # and pg_restore failing while it prints the lanes' COPY statements
 cat >lane_dying_pg_restore <<EOF

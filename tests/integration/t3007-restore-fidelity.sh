@@ -129,4 +129,34 @@ done
 expect_sql "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsctl_restore_test_%'" 0
 [ -z "$(ls -A backups | grep '^\.')" ] || fail "work directories left in backups/: $(ls -A backups | tr '\n' ' ')"
 
+# ---- the row counts of a directory set: what each COPY loaded (the big
+# table's summed over the connections it was split over), and count(*) for a
+# partitioned table's parent, which no COPY fills; a manifest that says
+# otherwise is exit 5 either way, nothing left behind
+set_rows() { # SET SCHEMA TABLE ROWS: a copy of dir_id whose manifest says ROWS
+	rm -rf "backups/$1" && cp -a "backups/$dir_id" "backups/$1" && rm -f "backups/$1/verified.json"
+	"$TEST_PYTHON" - "backups/$1/manifest.json" "$2" "$3" "$4" <<'EOF'
+import json, sys
+path, schema, name, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+m = json.load(open(path))
+hit = [t for t in m["tables"] if t["schema"] == schema and t["name"] == name]
+assert len(hit) == 1, hit
+hit[0]["rows"] = rows
+json.dump(m, open(path, "w"), indent=1)
+EOF
+}
+set_rows shop-20250101T000000Z public big 299999
+for jobs in 1 2; do
+	expect_exit 5 ob restore shop-20250101T000000Z --target-db miscounted --jobs "$jobs"
+	expect_grep 'restored table public\.big has 300000 rows, the backup had 299999' err
+done
+set_rows shop-20250102T000000Z public events 1
+expect_exit 5 ob restore shop-20250102T000000Z --target-db miscounted --jobs 2
+expect_grep 'restored table public\.events has 0 rows, the backup had 1' err
+set_rows shop-20250103T000000Z public events_2026 4001
+expect_exit 5 ob restore shop-20250103T000000Z --target-db miscounted --jobs 2
+expect_grep 'restored table public\.events_2026 has [0-9]+ rows, the backup had 4001' err
+expect_sql "SELECT count(*) FROM pg_database WHERE datname = 'miscounted'" 0
+[ -z "$(ls -A backups | grep '^\.')" ] || fail "work directories left in backups/: $(ls -A backups | tr '\n' ' ')"
+
 test_done

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# offsite: uploading a backup set to S3-compatible storage (issue 7): `opsctl
+# backup upload ID` (multipart, Content-MD5 on every part, ETags checked, the
+# resume state written after every part, the manifest last) vs `curl -T` of
+# the same file in one PUT (SigV4 signed by curl, no checksum, no resume),
+# both against the same s3rver on loopback, alternating, in the same run.
+#
+#   bench/offsite.sh [ROUNDS]     ROUNDS alternating rounds, median (default 3)
+#
+# Environment (besides lib.sh's):
+#   BENCH_OFFSITE_MB=1024   size of the set's one big file (random bytes, so no
+#                           compression anywhere changes the amount sent)
+#
+# The set is synthetic: DIR/ID/files.tar (random bytes) and a manifest.json
+# listing it with its SHA-256, i.e. exactly what `opsctl backup` leaves for
+# a paths archive with compression = none. No database is involved.
+#
+# Lines: `case opsctl peer ratio` (ratio = peer / opsctl; above 1: opsctl faster):
+#   upload-NMB/curl-T   median wall s   goal: ratio >= 1.0 (no slower)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BENCH_NAME=offsite
+ROUNDS=${1:-3}
+MB=${BENCH_OFFSITE_MB:-1024}
+bench_find_opsctl
+
+module=$BENCH_REPO/.cache/npm/node_modules/s3rver
+[ -f "$module/package.json" ] || bash "$BENCH_REPO/scripts/deps.sh" >&2 ||
+	bench_die "no s3rver in $BENCH_REPO/.cache/npm (scripts/deps.sh installs it)"
+command -v node >/dev/null || bench_die "no node"
+command -v curl >/dev/null || bench_die "no curl"
+
+work=$BENCH_TMP/offsite
+s3dir=$work/s3
+mkdir -p "$work/backups" "$s3dir"
+
+# the s3rver of the tests, on a free port, gone with this script
+node --openssl-legacy-provider "$BENCH_REPO/tests/lib/s3rver-run.js" --module "$module" --dir "$s3dir" \
+	--bucket bench --port-file "$work/port" --log "$work/s3.log" --parent-pid $$ --max-seconds 7200 \
+	</dev/null >/dev/null 2>"$work/s3.err" &
+BENCH_PIDS+=($!)
+for _ in $(seq 1 300); do
+	[ -s "$work/port" ] && break
+	sleep 0.1
+done
+[ -s "$work/port" ] || bench_die "s3rver did not start: $(cat "$work/s3.err")"
+port=$(cat "$work/port")
+url="http://127.0.0.1:$port"
+
+# the set: one big incompressible file and its manifest
+id=bench-20261122T000000Z
+set_dir=$work/backups/$id
+mkdir -p "$set_dir"
+bench_say "writing ${MB} MB of random bytes"
+head -c "$((MB * 1024 * 1024))" /dev/urandom >"$set_dir/files.tar"
+sum=$(sha256sum "$set_dir/files.tar" | cut -d' ' -f1)
+size=$(stat -c %s "$set_dir/files.tar")
+cat >"$set_dir/manifest.json" <<EOF
+{"manifest_version": 1, "id": "$id", "app": "bench", "tool": "opsctl bench", "database": "bench",
+ "server_version": "15", "format": "custom", "compression": "none",
+ "started_at": "2026-11-22T00:00:00Z", "finished_at": "2026-11-22T00:00:01Z",
+ "duration_ms": 1000, "dump_bytes": $size, "size_bytes": $size,
+ "files": [{"name": "files.tar", "role": "paths", "size": $size, "sha256": "$sum"}],
+ "tables": [], "paths": ["/srv/bench"]}
+EOF
+cat >"$work/.env" <<EOF
+BENCH_AK=S3RVER
+BENCH_SK=S3RVER
+EOF
+cat >"$work/opsctl.conf" <<EOF
+[app]
+name = bench
+env_file = .env
+state_dir = state
+[backup]
+dir = backups
+offsite = bench
+[storage "bench"]
+type = s3
+endpoint = $url
+bucket = bench
+path_style = yes
+access_key_env = BENCH_AK
+secret_key_env = BENCH_SK
+EOF
+
+clean_remote() {
+	# what the last upload left on the storage, so each round starts empty
+	find "$s3dir/bench" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || true
+	rm -f "$set_dir/offsite.json"
+	rm -rf "$work/state/offsite"
+	sync
+}
+
+t_opsctl=()
+t_curl=()
+for round in $(seq 1 "$ROUNDS"); do
+	clean_remote
+	t0=$EPOCHREALTIME
+	(cd "$work" && "$OPSCTL_BIN" -q -c opsctl.conf backup upload "$id") || bench_die "opsctl backup upload failed"
+	t1=$EPOCHREALTIME
+	t_opsctl+=("$(echo "$t1 - $t0" | bc -l)")
+	clean_remote
+	t0=$EPOCHREALTIME
+	curl -fsS -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$set_dir/files.tar" \
+		"$url/bench/$id/files.tar" || bench_die "curl -T failed"
+	t1=$EPOCHREALTIME
+	t_curl+=("$(echo "$t1 - $t0" | bc -l)")
+	bench_say "round $round: opsctl ${t_opsctl[-1]} s, curl -T ${t_curl[-1]} s"
+done
+clean_remote
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+mo=$(median "${t_opsctl[@]}")
+mc=$(median "${t_curl[@]}")
+echo "# offsite: ${MB} MB set to s3rver on loopback, $ROUNDS alternating rounds, median wall s"
+echo "# goal: opsctl backup upload (multipart, checksums, resume state) no slower than one curl -T PUT"
+printf 'upload-%sMB/curl-T %.2f %.2f %.2f\n' "$MB" "$mo" "$mc" "$(echo "$mc / $mo" | bc -l)"
