@@ -388,7 +388,8 @@ static void on_upload_progress(void *data, uint64_t done, uint64_t total)
  * (the one just made, and any whose upload failed before), oldest first;
  * only_id: that set alone, uploaded again even if it was. Ids uploaded go
  * into uploaded. */
-static int upload_sets(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *only_id, cJSON *uploaded)
+static int upload_sets(struct opsctl_ctx *ctx, const struct bk_settings *s, const char *only_id, const char *fresh_id,
+		       cJSON *uploaded)
 {
 	struct off_settings o;
 	struct bk_list l;
@@ -426,6 +427,10 @@ static int upload_sets(struct opsctl_ctx *ctx, const struct bk_settings *s, cons
 			cJSON_AddItemToArray(uploaded, cJSON_CreateString(e->id));
 			continue;
 		}
+		/* a set made by an earlier run has had time to rot on disk: its
+		 * checksums first, so a damaged one is not sent as good */
+		if ((!fresh_id || strcmp(e->id, fresh_id)) && (ret = bk_verify(e, &ctx->err)) < 0)
+			break;
 		ps.start = clock_now_ms();
 		ret = off_upload(&o, e, on_upload_progress, &ps, &ur, &ctx->err);
 		term_progress_done(&ctx->term);
@@ -541,17 +546,19 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	o.progress_data = &ps;
 	ret = bk_create(&o, &made, &ctx->err);
 	term_progress_done(&ctx->term);
-	if (ret == 0 && s->have_policy && !no_prune)
-		ret = prune(ctx, s, removed); /* never after a failed backup */
 	if (ret == 0 && s->offsite) {
-		/* the local set is complete and valid whatever happens now */
-		ret = upload_sets(ctx, s, NULL, uploaded);
+		/* the local set is complete and valid whatever happens now; the
+		 * upload comes before the local prune, which then never removes a
+		 * set the storage does not have yet */
+		ret = upload_sets(ctx, s, NULL, made.id, uploaded);
 		if (ret == 0 && !no_prune)
 			ret = prune_remote(ctx, s, removed_remote);
 		offsite_ok = ret == 0;
 		if (ret < 0 && ctx->err.code != OPS_EXIT_INTEGRITY)
 			ctx->err.code = OPS_EXIT_UNREACHABLE;
 	}
+	if (ret == 0 && s->have_policy && !no_prune)
+		ret = prune(ctx, s, removed); /* never after a failed backup or upload */
 	if (made.id || ret < 0)
 		write_metrics(ctx, s, made.id != NULL, made.id ? &made : NULL, clock_now_ms() - ps.start, offsite_ok);
 out:
@@ -810,7 +817,7 @@ static int do_upload(struct opsctl_ctx *ctx, const struct bk_settings *s, const 
 	int ret = ctx->dry_run ? 0 : take_lock(ctx, &lock, "opsctl backup upload"), code;
 
 	if (ret == 0)
-		ret = upload_sets(ctx, s, which, uploaded);
+		ret = upload_sets(ctx, s, which, NULL, uploaded);
 	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
 	if (ctx->json) {
 		cJSON *doc = cJSON_CreateObject();
