@@ -16,7 +16,12 @@
 # a paths archive with compression = none. No database is involved.
 #
 # Lines: `case opsctl peer ratio` (ratio = peer / opsctl; above 1: opsctl faster):
-#   upload-NMB/curl-T   median wall s   goal: ratio >= 1.0 (no slower)
+#   upload-NMB/curl-T          median wall s   goal: ratio >= 1.0 (no slower)
+#   upload-NMB/curl-multipart  the same file sent by curl as a multipart upload
+#                              by hand (initiate, 8 MiB parts one after the
+#                              other, complete; no checksums, no resume): what
+#                              the storage itself takes for the multipart
+#                              protocol opsctl must use for a large file
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -96,6 +101,31 @@ clean_remote() {
 
 t_opsctl=()
 t_curl=()
+t_mp=()
+empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+# curl_multipart FILE KEY: initiate, the parts in turn, complete
+curl_multipart() {
+	local file=$1 key=$2 uid n=0 et body f
+	uid=$(curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -X POST \
+		-H "x-amz-content-sha256: $empty_sha" "$url/bench/$key?uploads=" |
+		sed -n 's:.*<UploadId>\(.*\)</UploadId>.*:\1:p')
+	[ -n "$uid" ] || return 1
+	body="<CompleteMultipartUpload>"
+	for f in "$work"/parts/part.*; do
+		n=$((n + 1))
+		et=$(curl -fsS -D - -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER \
+			-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$f" \
+			"$url/bench/$key?partNumber=$n&uploadId=$uid" | tr -d '\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
+		body="$body<Part><PartNumber>$n</PartNumber><ETag>$et</ETag></Part>"
+	done
+	printf '%s</CompleteMultipartUpload>' "$body" >"$work/complete.xml"
+	curl -fsS -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -X POST \
+		-H "x-amz-content-sha256: $(sha256sum "$work/complete.xml" | cut -d' ' -f1)" \
+		--data-binary @"$work/complete.xml" "$url/bench/$key?uploadId=$uid"
+}
+# the parts, cut once (not timed)
+mkdir -p "$work/parts"
+split -b 8388608 -d -a 4 "$set_dir/files.tar" "$work/parts/part."
 for round in $(seq 1 "$ROUNDS"); do
 	clean_remote
 	t0=$EPOCHREALTIME
@@ -109,13 +139,20 @@ for round in $(seq 1 "$ROUNDS"); do
 		"$url/bench/$id/files.tar" || bench_die "curl -T failed"
 	t1=$EPOCHREALTIME
 	t_curl+=("$(echo "$t1 - $t0" | bc -l)")
-	bench_say "round $round: opsctl ${t_opsctl[-1]} s, curl -T ${t_curl[-1]} s"
+	clean_remote
+	t0=$EPOCHREALTIME
+	curl_multipart "$set_dir/files.tar" "$id/files.tar" || bench_die "curl multipart failed"
+	t1=$EPOCHREALTIME
+	t_mp+=("$(echo "$t1 - $t0" | bc -l)")
+	bench_say "round $round: opsctl ${t_opsctl[-1]} s, curl -T ${t_curl[-1]} s, curl multipart ${t_mp[-1]} s"
 done
 clean_remote
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mo=$(median "${t_opsctl[@]}")
 mc=$(median "${t_curl[@]}")
+mm=$(median "${t_mp[@]}")
 echo "# offsite: ${MB} MB set to s3rver on loopback, $ROUNDS alternating rounds, median wall s"
 echo "# goal: opsctl backup upload (multipart, checksums, resume state) no slower than one curl -T PUT"
 printf 'upload-%sMB/curl-T %.2f %.2f %.2f\n' "$MB" "$mo" "$mc" "$(echo "$mc / $mo" | bc -l)"
+printf 'upload-%sMB/curl-multipart %.2f %.2f %.2f\n' "$MB" "$mo" "$mm" "$(echo "$mm / $mo" | bc -l)"

@@ -7,7 +7,7 @@
 #                                (~20 more minutes); without it run.sh passes
 #                                BENCH_DATASET_MB=256 (unless set) to backup.sh,
 #                                whose own default is 1024
-#   BENCH_SKIP="migrate backup"  leave those benchmarks out (also: startup health deploy)
+#   BENCH_SKIP="migrate backup"  leave those benchmarks out (also: startup health deploy offsite)
 #
 # Only loopback addresses are used; the test servers stop when this exits.
 set -euo pipefail
@@ -36,7 +36,7 @@ if [ -z "${BENCH_FULL:-}" ]; then
 else
 	export BENCH_DATASET_MB=${BENCH_DATASET_MB:-1024}
 fi
-for bench in startup health migrate backup deploy; do
+for bench in startup health migrate backup deploy offsite; do
 	case " ${BENCH_SKIP:-} " in *" $bench "*) echo "# $bench: skipped (BENCH_SKIP)"; continue ;; esac
 	bash "$BENCH_DIR/$bench.sh" || {
 		echo "# $bench: FAILED (exit $?)"
