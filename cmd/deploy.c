@@ -31,20 +31,6 @@ static void on_signal(int sig)
 
 /* ---- settings from the config ---- */
 
-static void split_words(const char *v, char ***out, size_t *n)
-{
-	while (v && *v) {
-		size_t len;
-		while (*v == ' ' || *v == '\t' || *v == ',')
-			v++;
-		len = strcspn(v, " \t,");
-		if (!len)
-			break;
-		*out = xrealloc(*out, (*n + 1) * sizeof(char *));
-		(*out)[(*n)++] = xstrndup(v, len);
-		v += len;
-	}
-}
 
 static const char *cfg_str(const struct opsctl_ctx *ctx, const char *section, const char *sub, const char *key,
 			   const char *def)
@@ -66,7 +52,7 @@ static int read_slots(struct opsctl_ctx *ctx, struct dp_settings *s)
 	size_t nwords = 0;
 	int ret = 0;
 
-	split_words(cfg_str(ctx, "deploy", "blue-green", "slots", "blue:8080 green:8081"), &words, &nwords);
+	parse_words(cfg_str(ctx, "deploy", "blue-green", "slots", "blue:8080 green:8081"), &words, &nwords);
 	if (nwords != 2) {
 		ret = ops_error_set(&ctx->err, OPS_EXIT_CONFIG,
 				    "[deploy \"blue-green\"] slots needs two NAME:PORT slots (e.g. blue:8080 green:8081)");
@@ -177,8 +163,8 @@ static int read_settings(struct opsctl_ctx *ctx, const char *strategy_opt, struc
 	    (ctx->have_config &&
 	     config_get_duration_ms(cfg, "database", NULL, "connect_timeout", &s->connect_timeout_ms, &ctx->err) < 0))
 		return -ctx->err.code;
-	split_words(cfg_str(ctx, "deploy", NULL, "shared", NULL), &s->shared, &s->nshared);
-	split_words(cfg_str(ctx, "deploy", NULL, "checks", NULL), &s->checks, &s->nchecks);
+	parse_words(cfg_str(ctx, "deploy", NULL, "shared", NULL), &s->shared, &s->nshared);
+	parse_words(cfg_str(ctx, "deploy", NULL, "checks", NULL), &s->checks, &s->nchecks);
 	s->migrations_in_release = cfg_dup(ctx, "deploy", NULL, "migrations", "migrations");
 	v = cfg_str(ctx, "migrations", NULL, "dir", NULL);
 	s->migrations_fallback = v ? cmd_config_path(ctx, v) : NULL;

@@ -229,16 +229,11 @@ static int load_key(struct s3_settings *s, const struct config *cfg, const struc
 int s3_settings_load(struct s3_settings *s, const struct config *cfg, const char *name,
 		     const struct envfile *env, struct ops_error *err)
 {
-	const char **names = NULL;
-	size_t n = s3_storage_names(cfg, &names);
 	const struct config_entry *e;
 	uint64_t part_size = 0;
-	int known = 0, ret;
+	int ret;
 
-	for (size_t i = 0; i < n; i++)
-		known |= !strcmp(names[i], name);
-	free(names);
-	if (!known) {
+	if (!config_has_subsection(cfg, "storage", name)) {
 		ret = ops_error_set(err, OPS_EXIT_CONFIG, "no [storage \"%s\"] in '%s'", name,
 				    cfg && cfg->path ? cfg->path : "the config");
 		ops_error_hint(err, "define it: [storage \"%s\"] with type = s3, endpoint, bucket, "
@@ -825,21 +820,6 @@ static void req_release(struct req *r)
 	hash_sha256_release(&r->sha);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static void report_progress(struct s3_client *c, uint64_t done, uint64_t total, int force)
 {
@@ -875,7 +855,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 	if (r->hashing && status >= 200 && status < 300) {
 		hash_sha256_update(&r->sha, data, len);
 		r->received += len;
-		if (r->out_fd >= 0 && write_all(r->out_fd, data, len) < 0) {
+		if (r->out_fd >= 0 && fs_write_all(r->out_fd, data, len) < 0) {
 			r->write_errno = errno;
 			return 0;
 		}

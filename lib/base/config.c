@@ -626,3 +626,15 @@ size_t config_subsections(const struct config *cfg, const char *section, const c
 	*names = list;
 	return nr;
 }
+
+int config_has_subsection(const struct config *cfg, const char *section, const char *name)
+{
+	const char **names = NULL;
+	size_t n = cfg ? config_subsections(cfg, section, &names) : 0;
+	int found = 0;
+
+	for (size_t i = 0; i < n && !found; i++)
+		found = !strcmp(names[i], name);
+	free(names);
+	return found;
+}

@@ -71,6 +71,8 @@ int config_get_bool(const struct config *cfg, const char *section, const char *s
  * (e.g. all [check "NAME"]). Returns the count; *names is malloc'd, the
  * strings inside belong to cfg. */
 size_t config_subsections(const struct config *cfg, const char *section, const char ***names);
+/* 1 when cfg (may be NULL) has a [section "name"]. */
+int config_has_subsection(const struct config *cfg, const char *section, const char *name);
 
 /* Reports a bad value of an entry in the standard form: returns -OPS_EXIT_CONFIG. */
 int config_error(const struct config *cfg, const struct config_entry *e, struct ops_error *err,

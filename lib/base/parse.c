@@ -299,3 +299,18 @@ void format_size(struct strbuf *sb, uint64_t bytes)
 	}
 	strbuf_addf(sb, "%.1f %s", v, units[i]);
 }
+
+void parse_words(const char *v, char ***out, size_t *n)
+{
+	while (v && *v) {
+		size_t len;
+		while (*v == ' ' || *v == '\t' || *v == ',')
+			v++;
+		len = strcspn(v, " \t,");
+		if (!len)
+			break;
+		*out = xrealloc(*out, (*n + 1) * sizeof(char *));
+		(*out)[(*n)++] = xstrndup(v, len);
+		v += len;
+	}
+}

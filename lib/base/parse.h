@@ -22,5 +22,8 @@ int parse_bool(const char *s, int *out, struct ops_error *err);
 /* Renders for humans: "1.5s", "320ms", "2m05s"; "1.2 MiB". */
 void format_duration_ms(struct strbuf *sb, int64_t ms);
 void format_size(struct strbuf *sb, uint64_t bytes);
+/* Appends the words of v (separated by spaces, tabs or commas: "api, db")
+ * to *out (malloc'd copies; *n counts them). v may be NULL. */
+void parse_words(const char *v, char ***out, size_t *n);
 
 #endif

@@ -2,6 +2,7 @@
  * judge what came back, and wait for a run of passes. */
 #include "engines/probe.h"
 #include "system/clock.h"
+#include "system/fs.h"
 #include "adapters/http.h"
 #include "base/config.h"
 #include "base/envfile.h"
@@ -700,19 +701,6 @@ static int read_line(int fd, char *buf, size_t cap, int64_t deadline)
 	return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, data, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		data += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 static void run_tcp(struct probe *p, int64_t timeout_ms)
 {
@@ -772,7 +760,7 @@ next:
 	if (p->redis_password) {
 		strbuf_addf(&cmd, "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", strlen(p->redis_password),
 			    p->redis_password);
-		if (write_all(fd, cmd.buf, cmd.len) < 0 || read_line(fd, line, sizeof(line), deadline) < 0) {
+		if (fs_write_all(fd, cmd.buf, cmd.len) < 0 || read_line(fd, line, sizeof(line), deadline) < 0) {
 			set_result(p, PROBE_UNREACHABLE, "redis at %s:%s did not answer AUTH in time", p->host, p->port);
 			goto out;
 		}
@@ -781,7 +769,7 @@ next:
 			goto out;
 		}
 	}
-	if (write_all(fd, "*1\r\n$4\r\nPING\r\n", 14) < 0 || read_line(fd, line, sizeof(line), deadline) < 0) {
+	if (fs_write_all(fd, "*1\r\n$4\r\nPING\r\n", 14) < 0 || read_line(fd, line, sizeof(line), deadline) < 0) {
 		set_result(p, PROBE_UNREACHABLE, "%s:%s accepted the connection but did not answer PING in time",
 			   p->host, p->port);
 		goto out;
@@ -1050,12 +1038,9 @@ static int gate_checks(const struct probe_gate *g, struct probe_set *set, struct
 			ret = ops_error_set(err, OPS_EXIT_CONFIG, "health_url '%s' is not a URL", g->url);
 	} else if (g->nnames) {
 		/* a name without its section is the config's fault */
-		n = g->cfg ? config_subsections(g->cfg, "check", &names) : 0;
 		for (size_t i = 0; i < g->nnames && ret >= 0; i++) {
-			int known = 0;
-			for (size_t k = 0; k < n; k++)
-				known |= !strcmp(names[k], g->names[i]);
-			ret = known ? probe_add_configured(set, g->cfg, g->env, g->names[i], &d, err)
+			ret = config_has_subsection(g->cfg, "check", g->names[i])
+				    ? probe_add_configured(set, g->cfg, g->env, g->names[i], &d, err)
 				    : ops_error_set(err, OPS_EXIT_CONFIG, "%s names '%s', but there is no [check \"%s\"]",
 						    g->names_from ? g->names_from : "checks", g->names[i], g->names[i]);
 		}

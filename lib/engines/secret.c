@@ -68,20 +68,6 @@ void sec_settings_release(struct sec_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static void split_words(const char *v, char ***out, size_t *n)
-{
-	while (v && *v) {
-		size_t len;
-		while (*v == ' ' || *v == '\t' || *v == ',')
-			v++;
-		len = strcspn(v, " \t,");
-		if (!len)
-			break;
-		*out = xrealloc(*out, (*n + 1) * sizeof(char *));
-		(*out)[(*n)++] = xstrndup(v, len);
-		v += len;
-	}
-}
 
 size_t sec_names(const struct config *cfg, const char ***names)
 {
@@ -210,15 +196,10 @@ static int load_postgres(struct sec_settings *s, const struct config *cfg, const
 
 int sec_settings_load(struct sec_settings *s, const struct config *cfg, const char *name, struct ops_error *err)
 {
-	const char **names = NULL;
-	size_t n = sec_names(cfg, &names);
-	int known = 0, restart = 1, ret;
+	int restart = 1, ret;
 	const char *checks;
 
-	for (size_t i = 0; i < n; i++)
-		known |= !strcmp(names[i], name);
-	free(names);
-	if (!known) {
+	if (!config_has_subsection(cfg, "secret", name)) {
 		ret = ops_error_set(err, OPS_EXIT_CONFIG, "no [secret \"%s\"] in '%s'", name,
 				    cfg && cfg->path ? cfg->path : "the config");
 		ops_error_hint(err, "'opsctl rotate-secret --list' shows the secrets the config defines");
@@ -253,7 +234,7 @@ int sec_settings_load(struct sec_settings *s, const struct config *cfg, const ch
 	checks = config_get(cfg, "secret", name, "checks");
 	if (!checks)
 		checks = config_get(cfg, "deploy", NULL, "checks");
-	split_words(checks, &s->checks, &s->nchecks);
+	parse_words(checks, &s->checks, &s->nchecks);
 	return 0;
 }
 

@@ -367,15 +367,10 @@ static int load_redis(struct src_settings *s, const struct config *cfg, const st
 int src_settings_load(struct src_settings *s, const struct config *cfg, const struct envfile *env,
 		      const char *name, struct ops_error *err)
 {
-	const char **names = NULL;
-	size_t n = src_names(cfg, &names);
 	const struct config_entry *e;
-	int known = 0, ret;
+	int ret;
 
-	for (size_t i = 0; i < n; i++)
-		known |= !strcmp(names[i], name);
-	free(names);
-	if (!known) {
+	if (!config_has_subsection(cfg, "source", name)) {
 		ret = ops_error_set(err, OPS_EXIT_CONFIG, "no [source \"%s\"] in '%s'", name,
 				    cfg && cfg->path ? cfg->path : "the config");
 		return ret;

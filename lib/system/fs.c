@@ -31,7 +31,7 @@ static char *dir_of(const char *path)
 	return xstrndup(path, (size_t)(slash - path));
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int fs_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
@@ -99,7 +99,7 @@ static int write_replace(const char *path, const void *data, size_t len, int mod
 	} else if (fchmod(fd, mode < 0 ? 0644 : (mode_t)mode) < 0) {
 		goto fail;
 	}
-	if (write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0))
+	if (fs_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0))
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;

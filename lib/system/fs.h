@@ -19,6 +19,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
  * change. For state that is only a shortcut (an upload's resume point),
  * written too often to wait for the disk each time. */
 int fs_write_replace(const char *path, const void *data, size_t len, int mode, struct ops_error *err);
+/* write(2) until every byte is written (EINTR retried): 0, or -1 with errno. */
+int fs_write_all(int fd, const void *data, size_t len);
 /* Appends one line (adds '\n' if missing) with O_APPEND and fsyncs it. */
 int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err);
 /* Reads a whole file (up to max bytes; 0 = no limit) into out. */

@@ -18,29 +18,9 @@ shop_setup shop_app
 demo_start app "$DEMO_PORT" rel
 expect_demo_healthy
 
-cat >opsctl.conf <<EOF
-[app]
-name = shop
-env_file = app.env
-
-[database]
-url = $(pg_db_url postgres)
-connect_timeout = 3s
-
-[service]
-restart = $DEMO_CTL restart app $DEMO_PORT $TEST_SCRATCH/rel
-timeout = 20s
-
-[health]
-wait = 5s
-interval = 100ms
-consecutive = 1
-timeout = 2s
-
-[check "api"]
-url = $(demo_url /actuator/health)
-require = db
-
+{
+	shop_config 5s
+	cat <<EOF
 [secret "db"]
 env = DB_PASSWORD
 kind = postgres-password
@@ -51,6 +31,7 @@ env = DB_PASSWORD
 kind = postgres-password
 role = no_such_role
 EOF
+} >opsctl.conf
 export OPSCTL_CONFIG=$TEST_SCRATCH/opsctl.conf
 with_conf() { # SED-EXPR ARGS...: opsctl with a variant of opsctl.conf
 	local expr=$1

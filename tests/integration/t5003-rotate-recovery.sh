@@ -17,33 +17,15 @@ shop_setup shop_app
 demo_start app "$DEMO_PORT" rel
 demo_release slow v-slow "{\"env_file\": \"$TEST_SCRATCH/app.env\", \"db\": true, \"healthy_after_ms\": 4000}"
 
-cat >opsctl.conf <<EOF
-[app]
-name = shop
-env_file = app.env
-
-[database]
-url = $(pg_db_url postgres)
-
-[service]
-restart = $DEMO_CTL restart app $DEMO_PORT $TEST_SCRATCH/rel
-timeout = 20s
-
-[health]
-wait = 20s
-interval = 100ms
-consecutive = 1
-timeout = 2s
-
-[check "api"]
-url = $(demo_url /actuator/health)
-require = db
-
+{
+	shop_config 20s
+	cat <<EOF
 [secret "db"]
 env = DB_PASSWORD
 kind = postgres-password
 role = shop_app
 EOF
+} >opsctl.conf
 export OPSCTL_CONFIG=$TEST_SCRATCH/opsctl.conf
 
 # killed_at STEP: a rotation that SIGKILLs itself after STEP; leaves before.env

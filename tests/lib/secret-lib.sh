@@ -185,3 +185,35 @@ expect_demo_env() {
 role_count() {
 	pg_psql "SELECT count(*) FROM pg_roles WHERE rolname IN ($1)"
 }
+
+# shop_config WAIT: the config the postgres rotation tests share, up to
+# their [secret] sections (printed on stdout): the database as postgres, the
+# demo service restarted by [service] restart and gated through its
+# /actuator/health (which logs in with the env file's credentials), with
+# [health] wait = WAIT.
+shop_config() {
+	cat <<EOF
+[app]
+name = shop
+env_file = app.env
+
+[database]
+url = $(pg_db_url postgres)
+connect_timeout = 3s
+
+[service]
+restart = $DEMO_CTL restart app $DEMO_PORT $TEST_SCRATCH/rel
+timeout = 20s
+
+[health]
+wait = $1
+interval = 100ms
+consecutive = 1
+timeout = 2s
+
+[check "api"]
+url = $(demo_url /actuator/health)
+require = db
+
+EOF
+}
