@@ -348,15 +348,10 @@ static int prune(struct opsctl_ctx *ctx, const struct bk_settings *s, cJSON *rem
 	return ret;
 }
 
-static void on_source_event(void *data, enum src_event kind, const char *msg)
+static void on_source_event(void *data, enum ops_event kind, const char *msg)
 {
 	struct progress_state *p = data;
-	if (kind == SRC_EVENT_WARNING)
-		term_warning(&p->ctx->term, "%s", msg);
-	else if (kind == SRC_EVENT_VERBOSE)
-		term_verbose(&p->ctx->term, "%s", msg);
-	else
-		term_info(&p->ctx->term, "%s", msg);
+	cmd_event(p->ctx, kind, msg);
 }
 
 static void on_source_progress(void *data, const char *what, uint64_t done, uint64_t total)

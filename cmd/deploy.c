@@ -2,6 +2,7 @@
  * turned into the deploy engine's settings (lib/engines/deploy), its
  * messages and results rendered, the exit code it chose returned. */
 #include "opsctl.h"
+#include "adapters/json.h"
 #include "base/parse.h"
 #include "engines/backup.h"
 #include "engines/deploy.h"
@@ -186,34 +187,6 @@ static int read_settings(struct opsctl_ctx *ctx, const char *strategy_opt, struc
 
 /* ---- the engine's messages, questions and signals ---- */
 
-static void on_event(void *data, enum dp_event kind, const char *msg)
-{
-	struct opsctl_ctx *ctx = data;
-	switch (kind) {
-	case DP_EVENT_INFO:
-		term_info(&ctx->term, "%s", msg);
-		break;
-	case DP_EVENT_WARNING:
-		term_warning(&ctx->term, "%s", msg);
-		break;
-	case DP_EVENT_VERBOSE:
-		term_verbose(&ctx->term, "%s", msg);
-		break;
-	case DP_EVENT_PROGRESS:
-		term_progress(&ctx->term, "%s", msg);
-		break;
-	case DP_EVENT_PROGRESS_DONE:
-		term_progress_done(&ctx->term);
-		break;
-	case DP_EVENT_ERROR:
-		term_error(&ctx->term, "%s", msg);
-		break;
-	case DP_EVENT_HINT:
-		term_hint(&ctx->term, "%s", msg);
-		break;
-	}
-}
-
 static int on_stop_requested(void *data)
 {
 	(void)data;
@@ -234,7 +207,7 @@ static int on_confirm(void *data, const char *question)
 static void callbacks_init(struct dp_callbacks *cb, struct opsctl_ctx *ctx)
 {
 	memset(cb, 0, sizeof(*cb));
-	cb->event = on_event;
+	cb->event = cmd_event;
 	cb->stop_requested = on_stop_requested;
 	cb->confirm = on_confirm;
 	cb->data = ctx;
@@ -259,20 +232,6 @@ static void restore_signals(const struct sigaction *old_int, const struct sigact
 
 /* ---- rendering ---- */
 
-static void jset_str(cJSON *obj, const char *key, const char *value)
-{
-	if (value)
-		cJSON_AddStringToObject(obj, key, value);
-	else
-		cJSON_AddNullToObject(obj, key);
-}
-
-static const char *jget_str(const cJSON *obj, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* A failure before anything started: the short report. */
 static int fail_early(struct opsctl_ctx *ctx, const char *command)
 {
@@ -293,7 +252,7 @@ static void print_result(struct opsctl_ctx *ctx, const struct dp_result *res, in
 		cJSON *doc = dp_result_fields(res, 0, NULL);
 		cJSON_AddStringToObject(doc, "command", res->command);
 		cJSON_AddBoolToObject(doc, "dry_run", 0);
-		jset_str(doc, "current", res->current);
+		json_set_str(doc, "current", res->current);
 		cJSON_AddItemToObject(doc, "steps", cJSON_Duplicate(res->steps, 1));
 		cJSON_AddItemToObject(doc, "pruned", cJSON_Duplicate(res->pruned, 1));
 		if (res->recovered)
@@ -324,7 +283,7 @@ static void print_plan(struct opsctl_ctx *ctx, const struct dp_result *res)
 		cJSON_AddStringToObject(doc, "command", "deploy");
 		cJSON_AddBoolToObject(doc, "dry_run", 1);
 		cJSON_AddStringToObject(doc, "release", res->release);
-		jset_str(doc, "previous", res->previous);
+		json_set_str(doc, "previous", res->previous);
 		cJSON_AddStringToObject(doc, "strategy", res->strategy);
 		cJSON_AddStringToObject(doc, "artifact", res->artifact);
 		cJSON_AddStringToObject(doc, "sha256", res->sha256);
@@ -350,7 +309,7 @@ static int do_list(struct opsctl_ctx *ctx, const struct dp_settings *s)
 		cJSON *doc = cJSON_CreateObject();
 		cJSON_AddStringToObject(doc, "command", "deploy list");
 		cJSON_AddStringToObject(doc, "root", s->root);
-		jset_str(doc, "current", current);
+		json_set_str(doc, "current", current);
 		cJSON_AddItemToObject(doc, "deploys", hist);
 		hist = NULL;
 		cJSON_AddNumberToObject(doc, "exit", 0);
@@ -366,22 +325,22 @@ static int do_list(struct opsctl_ctx *ctx, const struct dp_settings *s)
 			char migs[16], sha[16] = "";
 			struct strbuf dur = STRBUF_INIT;
 			const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "duration_ms");
-			const char *outcome = jget_str(e, "outcome");
+			const char *outcome = json_get_str(e, "outcome");
 			int is_current = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "current"));
 			snprintf(migs, sizeof(migs), "%d", cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "migrations")));
-			if (jget_str(e, "sha256"))
-				snprintf(sha, sizeof(sha), "%.12s", jget_str(e, "sha256"));
+			if (json_get_str(e, "sha256"))
+				snprintf(sha, sizeof(sha), "%.12s", json_get_str(e, "sha256"));
 			if (cJSON_IsNumber(d))
 				format_duration_ms(&dur, (int64_t)d->valuedouble);
-			cells[0] = jget_str(e, "release");
-			cells[1] = jget_str(e, "time") ? jget_str(e, "time") : "";
-			cells[2] = jget_str(e, "command");
+			cells[0] = json_get_str(e, "release");
+			cells[1] = json_get_str(e, "time") ? json_get_str(e, "time") : "";
+			cells[2] = json_get_str(e, "command");
 			cells[3] = outcome ? outcome : "";
 			cells[4] = sha;
 			cells[5] = migs;
-			cells[6] = jget_str(e, "backup") ? jget_str(e, "backup") : "";
+			cells[6] = json_get_str(e, "backup") ? json_get_str(e, "backup") : "";
 			cells[7] = dur.buf;
-			cells[8] = jget_str(e, "user") ? jget_str(e, "user") : "";
+			cells[8] = json_get_str(e, "user") ? json_get_str(e, "user") : "";
 			cells[9] = is_current ? "current" : "";
 			table_add_row(&tb, outcome && strcmp(outcome, "ok") ? TC_RED : 0, cells);
 			strbuf_release(&dur);
@@ -413,12 +372,12 @@ static int do_status(struct opsctl_ctx *ctx, const struct dp_settings *s)
 		cJSON_AddStringToObject(doc, "command", "deploy status");
 		cJSON_AddStringToObject(doc, "root", s->root);
 		cJSON_AddStringToObject(doc, "strategy", s->strategy);
-		jset_str(doc, "current", st.current);
+		json_set_str(doc, "current", st.current);
 		if (s->nslots) {
 			cJSON *slots = cJSON_AddObjectToObject(doc, "slots");
-			jset_str(doc, "live_slot", st.live_slot);
+			json_set_str(doc, "live_slot", st.live_slot);
 			for (size_t i = 0; i < s->nslots; i++)
-				jset_str(slots, s->slots[i].name, st.slot_release[i]);
+				json_set_str(slots, s->slots[i].name, st.slot_release[i]);
 		}
 		arr = cJSON_AddArrayToObject(doc, "releases");
 		for (size_t i = 0; i < st.nreleases; i++)
@@ -440,10 +399,10 @@ static int do_status(struct opsctl_ctx *ctx, const struct dp_settings *s)
 			printf("live slot %s\n", st.live_slot);
 		printf("releases  %zu in '%s/releases'\n", st.nreleases, s->root);
 		if (st.in_progress && st.journal)
-			printf("running   %s of '%s', step '%s', pid %.0f\n", jget_str(st.journal, "kind"),
-			       jget_str(st.journal, "release"), jget_str(st.journal, "step"), pid ? pid->valuedouble : 0.0);
+			printf("running   %s of '%s', step '%s', pid %.0f\n", json_get_str(st.journal, "kind"),
+			       json_get_str(st.journal, "release"), json_get_str(st.journal, "step"), pid ? pid->valuedouble : 0.0);
 		else if (st.recovered)
-			printf("recovered an interrupted run (%s)\n", jget_str(st.recovered, "action"));
+			printf("recovered an interrupted run (%s)\n", json_get_str(st.recovered, "action"));
 	}
 	dp_status_release(&st);
 	return OPS_EXIT_OK;

@@ -180,6 +180,34 @@ void cmd_print_json(cJSON *doc)
 	cJSON_Delete(doc);
 }
 
+void cmd_event(void *data, enum ops_event kind, const char *msg)
+{
+	struct opsctl_ctx *ctx = data;
+	switch (kind) {
+	case OPS_EVENT_INFO:
+		term_info(&ctx->term, "%s", msg);
+		break;
+	case OPS_EVENT_WARNING:
+		term_warning(&ctx->term, "%s", msg);
+		break;
+	case OPS_EVENT_VERBOSE:
+		term_verbose(&ctx->term, "%s", msg);
+		break;
+	case OPS_EVENT_PROGRESS:
+		term_progress(&ctx->term, "%s", msg);
+		break;
+	case OPS_EVENT_PROGRESS_DONE:
+		term_progress_done(&ctx->term);
+		break;
+	case OPS_EVENT_ERROR:
+		term_error(&ctx->term, "%s", msg);
+		break;
+	case OPS_EVENT_HINT:
+		term_hint(&ctx->term, "%s", msg);
+		break;
+	}
+}
+
 void cmd_json_error(cJSON *doc, const struct ops_error *e)
 {
 	cJSON *o = cJSON_AddObjectToObject(doc, "error");

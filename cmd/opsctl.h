@@ -6,6 +6,7 @@
 #include "base/config.h"
 #include "base/envfile.h"
 #include "base/error.h"
+#include "base/event.h"
 #include "base/exitcode.h"
 #include "base/opts.h"
 #include "system/term.h"
@@ -64,6 +65,10 @@ int cmd_parse_options(struct opsctl_ctx *ctx, const struct opt *opts, const char
  * An unknown one is reported (exit 2) and returns -1. */
 int cmd_subcommand(struct opsctl_ctx *ctx, const char *command, const char *const *subs,
 		   const char ***argv, int *n, const char **sub);
+/* An engine's message on stderr as its kind says (info, warning, -v,
+ * progress line, error, hint); data is the struct opsctl_ctx. Usable as
+ * the event callback of every engine. */
+void cmd_event(void *data, enum ops_event kind, const char *msg);
 /* Reports ctx->err (or e) and returns its exit code. */
 int cmd_fail(struct opsctl_ctx *ctx, const struct ops_error *e);
 /* Writes a cJSON document to stdout (takes ownership and frees it). */

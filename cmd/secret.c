@@ -3,6 +3,7 @@
  * messages and results rendered. A value is printed only with --show, and
  * only to a terminal. */
 #include "opsctl.h"
+#include "adapters/json.h"
 #include "engines/secret.h"
 #include "system/clock.h"
 
@@ -26,31 +27,6 @@ static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
 	interrupted = sig;
-}
-
-static void on_event(void *data, enum sec_event kind, const char *msg)
-{
-	struct opsctl_ctx *ctx = data;
-	switch (kind) {
-	case SEC_EVENT_INFO:
-		term_info(&ctx->term, "%s", msg);
-		break;
-	case SEC_EVENT_WARNING:
-		term_warning(&ctx->term, "%s", msg);
-		break;
-	case SEC_EVENT_VERBOSE:
-		term_verbose(&ctx->term, "%s", msg);
-		break;
-	case SEC_EVENT_PROGRESS:
-		term_progress(&ctx->term, "%s", msg);
-		break;
-	case SEC_EVENT_PROGRESS_DONE:
-		term_progress_done(&ctx->term);
-		break;
-	case SEC_EVENT_ERROR:
-		term_error(&ctx->term, "%s", msg);
-		break;
-	}
 }
 
 static int on_stop_requested(void *data)
@@ -85,8 +61,8 @@ static void format_age(char *out, size_t len, double age_s)
 
 static const char *jstr(const cJSON *o, const char *key, const char *def)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsString(v) ? v->valuestring : def;
+	const char *v = json_get_str(o, key);
+	return v ? v : def;
 }
 
 static int do_list(struct opsctl_ctx *ctx)
@@ -243,7 +219,7 @@ int cmd_rotate_secret(int argc, const char **argv, struct opsctl_ctx *ctx)
 	common_settings(ctx, &s);
 
 	memset(&cb, 0, sizeof(cb));
-	cb.event = on_event;
+	cb.event = cmd_event;
 	cb.stop_requested = on_stop_requested;
 	cb.data = ctx;
 	interrupted = 0;

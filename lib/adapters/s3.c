@@ -72,11 +72,6 @@ void s3_settings_release(struct s3_settings *s)
 	s3_settings_init(s);
 }
 
-size_t s3_storage_names(const struct config *cfg, const char ***names)
-{
-	return config_subsections(cfg, "storage", names);
-}
-
 static const char *const known_keys[] = {
 	"type", "endpoint", "bucket", "prefix", "region", "path_style", "access_key_env",
 	"secret_key_env", "ca_file", "verify_tls", "part_size", "concurrency", "timeout",

@@ -81,9 +81,6 @@ void s3_settings_release(struct s3_settings *s);
 int s3_settings_load(struct s3_settings *s, const struct config *cfg, const char *name,
 		     const struct envfile *env, struct ops_error *err);
 
-/* The names of the [storage] sections (a new array of strings owned by cfg). */
-size_t s3_storage_names(const struct config *cfg, const char ***names);
-
 /* ---- the client ---------------------------------------------------------- */
 
 /* done of total bytes sent (uploads) or received (downloads); called at most

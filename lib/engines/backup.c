@@ -1,6 +1,7 @@
 /* Backup sets: manifest, listing, verification, retention, creation and a
  * restore that swaps the database in only when it is complete. */
 #include "engines/backup.h"
+#include "adapters/json.h"
 #include "engines/source.h"
 #include "engines/dumpdir.h"
 #include "adapters/archive.h"
@@ -95,12 +96,6 @@ static int is_hex64(const char *s)
 	return n == 64;
 }
 
-static const char *get_str(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static int get_num(const cJSON *o, const char *key, double *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -124,7 +119,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 	}
 #define NEED_STR(field, key)                                                                   \
 	do {                                                                                   \
-		if (!(s = get_str(root, key))) {                                               \
+		if (!(s = json_get_str(root, key))) {                                               \
 			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has no '%s'", key);   \
 			goto out;                                                              \
 		}                                                                              \
@@ -142,8 +137,8 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid id or format");
 		goto out;
 	}
-	m->started_at = parse_time(get_str(root, "started_at"));
-	m->finished_at = parse_time(get_str(root, "finished_at"));
+	m->started_at = parse_time(json_get_str(root, "started_at"));
+	m->finished_at = parse_time(json_get_str(root, "finished_at"));
 	if (m->started_at == (time_t)-1 || m->finished_at == (time_t)-1) {
 		ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has invalid times");
 		goto out;
@@ -160,7 +155,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 	m->files = xcalloc((size_t)cJSON_GetArraySize(arr), sizeof(*m->files));
 	cJSON_ArrayForEach(it, arr) {
 		struct bk_file *f = &m->files[m->nfiles];
-		const char *name = get_str(it, "name"), *role = get_str(it, "role"), *sha = get_str(it, "sha256");
+		const char *name = json_get_str(it, "name"), *role = json_get_str(it, "role"), *sha = json_get_str(it, "sha256");
 		if (!name || !role || !sha || !safe_path(name) || !is_hex64(sha) || get_num(it, "size", &d) < 0) {
 			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid file entry");
 			goto out;
@@ -176,7 +171,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 		m->tables = xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*m->tables));
 		cJSON_ArrayForEach(it, arr) {
 			struct bk_table *t = &m->tables[m->ntables];
-			const char *schema = get_str(it, "schema"), *name = get_str(it, "name");
+			const char *schema = json_get_str(it, "schema"), *name = json_get_str(it, "name");
 			if (!schema || !name || get_num(it, "rows", &d) < 0) {
 				ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid table entry");
 				goto out;
@@ -330,7 +325,7 @@ int bk_entry_read(const char *path, struct bk_entry *e, struct ops_error *err)
 	strbuf_reset(&text);
 	if (fs_exists(vpath) && fs_read_file(vpath, &text, 1 << 20, NULL) == 0) {
 		cJSON *v = cJSON_ParseWithLength(text.buf, text.len);
-		time_t t = parse_time(get_str(v, "verified_at"));
+		time_t t = parse_time(json_get_str(v, "verified_at"));
 		e->verified_at = t == (time_t)-1 ? 0 : t;
 		e->restore_tested = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "restore_tested"));
 		cJSON_Delete(v);

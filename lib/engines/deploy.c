@@ -2,6 +2,7 @@
  * journaled before it starts, the health gate, the way back, and the
  * recovery of a run that was killed. */
 #include "engines/deploy.h"
+#include "adapters/json.h"
 #include "adapters/db.h"
 #include "adapters/hash.h"
 #include "adapters/http.h"
@@ -114,21 +115,6 @@ void dp_result_release(struct dp_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static void jset_str(cJSON *obj, const char *key, const char *value)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-	if (value)
-		cJSON_AddStringToObject(obj, key, value);
-	else
-		cJSON_AddNullToObject(obj, key);
-}
-
-static const char *jget_str(const cJSON *obj, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
@@ -137,15 +123,15 @@ static char *dup_or_null(const char *s)
 cJSON *dp_result_fields(const struct dp_result *r, int code, const char *error_msg)
 {
 	cJSON *f = cJSON_CreateObject();
-	jset_str(f, "release", r->release);
-	jset_str(f, "previous", r->previous);
+	json_set_str(f, "release", r->release);
+	json_set_str(f, "previous", r->previous);
 	cJSON_AddStringToObject(f, "strategy", r->strategy ? r->strategy : "symlink");
 	if (r->artifact) {
 		cJSON_AddStringToObject(f, "artifact", r->artifact);
 		if (r->sha256[0])
 			cJSON_AddStringToObject(f, "sha256", r->sha256);
 	}
-	jset_str(f, "backup", r->backup_id);
+	json_set_str(f, "backup", r->backup_id);
 	cJSON_AddItemToObject(f, "migrations", cJSON_Duplicate(r->migrations, 1));
 	if (r->slot)
 		cJSON_AddStringToObject(f, "slot", r->slot);
@@ -221,10 +207,10 @@ static void run_finish(struct run *r, struct dp_result *res)
 	memset(&r->res, 0, sizeof(r->res));
 }
 
-static void ev(const struct run *r, enum dp_event kind, const char *fmt, ...)
+static void ev(const struct run *r, enum ops_event kind, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void ev(const struct run *r, enum dp_event kind, const char *fmt, ...)
+static void ev(const struct run *r, enum ops_event kind, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -262,7 +248,7 @@ static void record(struct run *r, const char *command, int code, cJSON *fields)
 {
 	struct ops_error e = OPS_ERROR_INIT;
 	if (history_append(r->s->state_dir, command, code, fields, &e) < 0)
-		ev(r, DP_EVENT_WARNING, "cannot record the run in the history: %s", e.msg.buf);
+		ev(r, OPS_EVENT_WARNING, "cannot record the run in the history: %s", e.msg.buf);
 	ops_error_release(&e);
 }
 
@@ -362,7 +348,7 @@ static int run_command(struct run *r, const char *what, const char *cmdline, con
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)env;
 	po.timeout_ms = timeout_ms;
-	ev(r, DP_EVENT_VERBOSE, "running %s: %s", what, cmdline);
+	ev(r, OPS_EVENT_VERBOSE, "running %s: %s", what, cmdline);
 	ret = proc_run_shell_checked(cmdline, &po, &res, r->err);
 	if (ret < 0)
 		ops_error_prefix(r->err, "%s", what);
@@ -380,9 +366,9 @@ static int on_round(const struct probe_set *set, unsigned round, int64_t elapsed
 		for (size_t i = 0; i < set->nr; i++)
 			if (set->items[i].state <= PROBE_WARN)
 				ok++;
-		ev(r, DP_EVENT_PROGRESS, "gate: %zu/%zu checks passing after %.1fs (round %u)", ok, set->nr,
+		ev(r, OPS_EVENT_PROGRESS, "gate: %zu/%zu checks passing after %.1fs (round %u)", ok, set->nr,
 		   (double)elapsed_ms / 1000.0, round);
-		ev(r, DP_EVENT_VERBOSE, "gate round %u: %zu/%zu checks passing after %.1fs", round, ok, set->nr,
+		ev(r, OPS_EVENT_VERBOSE, "gate round %u: %zu/%zu checks passing after %.1fs", round, ok, set->nr,
 		   (double)elapsed_ms / 1000.0);
 	}
 	/* a rollback in progress is not given up for a second Ctrl-C */
@@ -417,9 +403,9 @@ static int gate(struct run *r, const char *url, struct strbuf *why)
 
 	gate_opts(r, url, &g);
 	ret = probe_gate_run(&g, why, r->err);
-	ev(r, DP_EVENT_PROGRESS_DONE, "%s", "");
+	ev(r, OPS_EVENT_PROGRESS_DONE, "%s", "");
 	if (ret == 2) {
-		ev(r, DP_EVENT_WARNING, "no [check] sections: the health gate has nothing to check");
+		ev(r, OPS_EVENT_WARNING, "no [check] sections: the health gate has nothing to check");
 		ret = 0;
 	}
 	return ret;
@@ -445,7 +431,7 @@ static int db_connect_once(struct run *r)
 		return 0;
 	if ((ret = db_resolve_once(r)) < 0)
 		return ret;
-	ev(r, DP_EVENT_VERBOSE, "connecting to '%s' (from %s)", r->db.display, r->db.source);
+	ev(r, OPS_EVENT_VERBOSE, "connecting to '%s' (from %s)", r->db.display, r->db.source);
 	return db_connect(&r->conn, &r->db, !strcmp(r->res.command, "deploy") ? "opsctl deploy" : "opsctl rollback",
 			  r->s->connect_timeout_ms, r->err);
 }
@@ -542,7 +528,7 @@ static int do_migrate(struct run *r)
 
 	memset(&m, 0, sizeof(m));
 	if (!dir) {
-		ev(r, DP_EVENT_INFO, "no migrations in the release and no [migrations] dir: nothing to migrate");
+		ev(r, OPS_EVENT_INFO, "no migrations in the release and no [migrations] dir: nothing to migrate");
 		goto out;
 	}
 	if ((ret = mig_open(r, &m, dir)) < 0 ||
@@ -552,11 +538,11 @@ static int do_migrate(struct run *r)
 	for (size_t i = 0; i < n; i++)
 		cJSON_AddItemToArray(planned, cJSON_CreateString(plan[i]->version));
 	cJSON_AddItemToObject(r->journal, "migrations_plan", planned);
-	jset_str(r->journal, "migrations_dir", dir);
+	json_set_str(r->journal, "migrations_dir", dir);
 	if ((ret = rel_journal_write(r->s->state_dir, r->journal, r->err)) < 0)
 		goto out;
 	if (n)
-		ev(r, DP_EVENT_INFO, "applying %zu migration%s from '%s'", n, n == 1 ? "" : "s", dir);
+		ev(r, OPS_EVENT_INFO, "applying %zu migration%s from '%s'", n, n == 1 ? "" : "s", dir);
 	ret = mig_apply(&m, plan, n, r->err);
 	for (size_t i = 0; i < m.ndone; i++) {
 		cJSON *e = cJSON_CreateObject();
@@ -573,10 +559,10 @@ static int do_migrate(struct run *r)
 			cJSON_AddItemToArray(applied, cJSON_CreateString(m.done[i].version));
 		mig_unlock(&m);
 		if (undo_versions(r, dir, applied, 0, NULL, &undo_err) < 0) {
-			ev(r, DP_EVENT_WARNING, "the migrations applied before the failure stay applied: %s",
+			ev(r, OPS_EVENT_WARNING, "the migrations applied before the failure stay applied: %s",
 			   undo_err.msg.buf);
 		} else {
-			ev(r, DP_EVENT_INFO, "undid the %zu migration%s applied before the failure", m.ndone,
+			ev(r, OPS_EVENT_INFO, "undid the %zu migration%s applied before the failure", m.ndone,
 			   m.ndone == 1 ? "" : "s");
 			cJSON_Delete(r->res.migrations);
 			r->res.migrations = cJSON_CreateArray();
@@ -624,11 +610,11 @@ static int do_backup(struct run *r)
 	o.level = s->backup_level;
 	o.jobs = s->backup_jobs > 0 ? s->backup_jobs : 1;
 	o.pg_dump = s->pg_dump ? s->pg_dump : "pg_dump";
-	ev(r, DP_EVENT_INFO, "backing up the database into '%s'", dir);
+	ev(r, OPS_EVENT_INFO, "backing up the database into '%s'", dir);
 	ret = bk_create(&o, &made, r->err);
 	if (ret == 0) {
 		r->res.backup_id = xstrdup(made.id);
-		jset_str(r->journal, "backup", made.id);
+		json_set_str(r->journal, "backup", made.id);
 	}
 out:
 	fs_lock_release(&lock);
@@ -641,10 +627,10 @@ out:
 static int restart_service(struct run *r, const char *release, const char *previous)
 {
 	if (!r->s->restart) {
-		ev(r, DP_EVENT_WARNING, "no [service] restart: '%s' is linked but nothing was restarted", release);
+		ev(r, OPS_EVENT_WARNING, "no [service] restart: '%s' is linked but nothing was restarted", release);
 		return 0;
 	}
-	ev(r, DP_EVENT_INFO, "restarting: %s", r->s->restart);
+	ev(r, OPS_EVENT_INFO, "restarting: %s", r->s->restart);
 	return run_command(r, "[service] restart", r->s->restart, release, previous, NULL, NULL,
 			   r->s->service_timeout_ms);
 }
@@ -658,7 +644,7 @@ static void drain(struct run *r, const char *slot)
 {
 	if (r->s->drain_ms <= 0)
 		return;
-	ev(r, DP_EVENT_INFO, "draining slot '%s' for %.1fs before it stops", slot, (double)r->s->drain_ms / 1000.0);
+	ev(r, OPS_EVENT_INFO, "draining slot '%s' for %.1fs before it stops", slot, (double)r->s->drain_ms / 1000.0);
 	clock_sleep_ms(r->s->drain_ms);
 }
 
@@ -668,7 +654,7 @@ static int slot_command(struct run *r, const char *what, const char *tmpl, const
 	const struct dp_slot *sl = dp_find_slot(r->s, slot);
 	char *cmd = fill(tmpl, slot, sl ? sl->port : NULL, release);
 	int ret;
-	ev(r, DP_EVENT_INFO, "%s slot '%s': %s", what, slot ? slot : "", cmd ? cmd : "");
+	ev(r, OPS_EVENT_INFO, "%s slot '%s': %s", what, slot ? slot : "", cmd ? cmd : "");
 	ret = run_command(r, what, cmd, release, previous, slot, sl ? sl->port : NULL, r->s->service_timeout_ms);
 	free(cmd);
 	return ret;
@@ -677,7 +663,7 @@ static int slot_command(struct run *r, const char *what, const char *tmpl, const
 /* Puts back the upstream file the journal saved; NULL content: there was none. */
 static int restore_upstream(struct run *r, const cJSON *journal)
 {
-	const char *old = jget_str(journal, "upstream_old");
+	const char *old = json_get_str(journal, "upstream_old");
 	if (!old) {
 		if (unlink(r->s->upstream_file) < 0 && errno != ENOENT)
 			return ops_error_set(r->err, OPS_EXIT_FAILED, "cannot remove '%s': %s",
@@ -734,10 +720,10 @@ static int roll_back(struct run *r, const cJSON *journal)
 		code = OPS_EXIT_ROLLBACK_FAILED;
 		goto out;
 	}
-	ev(r, DP_EVENT_WARNING, "%s; rolling back to '%s'", r->failure.buf, previous);
+	ev(r, OPS_EVENT_WARNING, "%s; rolling back to '%s'", r->failure.buf, previous);
 	if (is_bluegreen(r)) {
-		const char *old_slot = jget_str(journal, "old_slot");
-		const char *new_slot = jget_str(journal, "slot");
+		const char *old_slot = json_get_str(journal, "old_slot");
+		const char *new_slot = json_get_str(journal, "slot");
 		if ((ret = restore_upstream(r, journal)) == 0 && (ret = proxy_reload(r, previous, release)) == 0 &&
 		    (ret = rel_switch(root, "current", previous, r->err)) == 0 && old_slot)
 			ret = rel_switch_to(root, "slots/live", old_slot, r->err);
@@ -748,7 +734,7 @@ static int roll_back(struct run *r, const cJSON *journal)
 				/* the new slot is out of the proxy once the old workers drained */
 				drain(r, new_slot);
 				if (slot_command(r, "stopping", r->s->bg_stop, new_slot, release, previous) < 0)
-					ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+					ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 			}
 		}
 	} else {
@@ -796,9 +782,9 @@ static void prune(struct run *r)
 		free(name);
 	}
 	if (rel_prune(r->s->root, (size_t)r->s->keep, protect, np, &removed, &nremoved, &err) < 0)
-		ev(r, DP_EVENT_WARNING, "cannot prune old releases: %s", err.msg.buf);
+		ev(r, OPS_EVENT_WARNING, "cannot prune old releases: %s", err.msg.buf);
 	for (size_t i = 0; i < nremoved; i++) {
-		ev(r, DP_EVENT_VERBOSE, "pruned release '%s'", removed[i]);
+		ev(r, OPS_EVENT_VERBOSE, "pruned release '%s'", removed[i]);
 		cJSON_AddItemToArray(r->res.pruned, cJSON_CreateString(removed[i]));
 	}
 	rel_list_free(removed, nremoved);
@@ -832,15 +818,15 @@ static int recover(struct run *r)
 	if (!j)
 		return 0;
 	action = rel_recovery_for(j);
-	kind = jget_str(j, "kind");
+	kind = json_get_str(j, "kind");
 	/* blue-green has no half-switched rollback: it goes back to the old upstream */
 	if (action == REL_RECOVER_FINISH && !strcmp(kind, "rollback") &&
-	    !strcmp(jget_str(j, "strategy") ? jget_str(j, "strategy") : "", "blue-green"))
+	    !strcmp(json_get_str(j, "strategy") ? json_get_str(j, "strategy") : "", "blue-green"))
 		action = REL_RECOVER_ROLLBACK;
-	release = jget_str(j, "release");
-	previous = jget_str(j, "previous");
-	ev(r, DP_EVENT_WARNING, "a %s of '%s' was interrupted at step '%s' (pid %d): %s", kind,
-	   release ? release : "?", jget_str(j, "step"),
+	release = json_get_str(j, "release");
+	previous = json_get_str(j, "previous");
+	ev(r, OPS_EVENT_WARNING, "a %s of '%s' was interrupted at step '%s' (pid %d): %s", kind,
+	   release ? release : "?", json_get_str(j, "step"),
 	   cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "pid"))
 		   ? (int)cJSON_GetObjectItemCaseSensitive(j, "pid")->valuedouble : 0,
 	   action == REL_RECOVER_DISCARD ? "undoing it"
@@ -849,17 +835,17 @@ static int recover(struct run *r)
 
 	/* a run of its own, in the killed one's settings */
 	run_init(&k, s, r->cb, kind, r->err);
-	if (jget_str(j, "strategy"))
-		k.strategy = jget_str(j, "strategy");
+	if (json_get_str(j, "strategy"))
+		k.strategy = json_get_str(j, "strategy");
 	free(k.res.strategy);
 	k.res.strategy = xstrdup(k.strategy);
 	k.res.release = dup_or_null(release);
 	k.res.previous = dup_or_null(previous);
-	k.res.artifact = dup_or_null(jget_str(j, "artifact"));
-	k.res.backup_id = dup_or_null(jget_str(j, "backup"));
-	k.res.slot = dup_or_null(jget_str(j, "slot"));
-	if (jget_str(j, "sha256"))
-		strlcpy_s(k.res.sha256, jget_str(j, "sha256"), sizeof(k.res.sha256));
+	k.res.artifact = dup_or_null(json_get_str(j, "artifact"));
+	k.res.backup_id = dup_or_null(json_get_str(j, "backup"));
+	k.res.slot = dup_or_null(json_get_str(j, "slot"));
+	if (json_get_str(j, "sha256"))
+		strlcpy_s(k.res.sha256, json_get_str(j, "sha256"), sizeof(k.res.sha256));
 	if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "migrations"))) {
 		cJSON_Delete(k.res.migrations);
 		k.res.migrations = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j, "migrations"), 1);
@@ -877,21 +863,21 @@ static int recover(struct run *r)
 
 	if (action == REL_RECOVER_DISCARD) {
 		const cJSON *plan = cJSON_GetObjectItemCaseSensitive(j, "migrations_plan");
-		const char *dir = jget_str(j, "migrations_dir");
+		const char *dir = json_get_str(j, "migrations_dir");
 		if (!strcmp(kind, "deploy") && cJSON_GetArraySize(plan) > 0 && dir) {
 			cJSON *undone = cJSON_CreateArray();
 			if (undo_versions(&k, dir, plan, 0, undone, r->err) < 0)
-				ev(r, DP_EVENT_WARNING, "the interrupted deploy's migrations stay applied: %s",
+				ev(r, OPS_EVENT_WARNING, "the interrupted deploy's migrations stay applied: %s",
 				   r->err->msg.buf);
 			else if (cJSON_GetArraySize(undone))
-				ev(r, DP_EVENT_INFO, "undid %d migration%s of the interrupted deploy",
+				ev(r, OPS_EVENT_INFO, "undid %d migration%s of the interrupted deploy",
 				   cJSON_GetArraySize(undone), cJSON_GetArraySize(undone) == 1 ? "" : "s");
 			cJSON_Delete(undone);
 			ops_error_clear(r->err);
 		}
-		if (k.res.slot && is_bluegreen(&k) && rel_step_parse(jget_str(j, "step")) >= REL_STEP_START) {
+		if (k.res.slot && is_bluegreen(&k) && rel_step_parse(json_get_str(j, "step")) >= REL_STEP_START) {
 			if (slot_command(&k, "stopping", s->bg_stop, k.res.slot, k.res.release, k.res.previous) < 0)
-				ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+				ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 			ops_error_clear(r->err);
 		}
 		if (!strcmp(kind, "deploy") && release && (!current || strcmp(current, release)))
@@ -907,7 +893,7 @@ static int recover(struct run *r)
 		ops_error_set(r->err, OPS_EXIT_ABORTED, "interrupted before the switch; undone");
 	} else if (action == REL_RECOVER_ROLLBACK) {
 		int needs = !current || !previous || strcmp(current, previous) ||
-			    rel_step_parse(jget_str(j, "step")) > REL_STEP_SWITCH || is_bluegreen(&k);
+			    rel_step_parse(json_get_str(j, "step")) > REL_STEP_SWITCH || is_bluegreen(&k);
 		strbuf_addf(&k.failure, "the deploy of '%s' was interrupted", release ? release : "?");
 		if (!needs) {
 			code = OPS_EXIT_ROLLED_BACK;
@@ -933,7 +919,7 @@ static int recover(struct run *r)
 	}
 	k.res.recovered = cJSON_CreateObject();
 	cJSON_AddStringToObject(k.res.recovered, "action", rel_recovery_name(action));
-	cJSON_AddStringToObject(k.res.recovered, "step", jget_str(j, "step"));
+	cJSON_AddStringToObject(k.res.recovered, "step", json_get_str(j, "step"));
 	cJSON_AddNumberToObject(k.res.recovered, "exit", code);
 	{
 		cJSON *f = dp_result_fields(&k.res, code, r->err->msg.buf);
@@ -943,9 +929,9 @@ static int recover(struct run *r)
 	/* Recovered either way: a rollback that failed its gate is reported (and
 	 * recorded) but does not block the next deploy, which is the fix. */
 	if (code == OPS_EXIT_ROLLBACK_FAILED) {
-		ev(r, DP_EVENT_ERROR, "%s", r->err->msg.len ? r->err->msg.buf : "unknown error");
+		ev(r, OPS_EVENT_ERROR, "%s", r->err->msg.len ? r->err->msg.buf : "unknown error");
 		if (r->err->hint.len)
-			ev(r, DP_EVENT_HINT, "%s", r->err->hint.buf);
+			ev(r, OPS_EVENT_HINT, "%s", r->err->hint.buf);
 		ops_error_clear(r->err);
 		code = 0;
 	}
@@ -957,9 +943,9 @@ static int recover(struct run *r)
 		goto out;
 	}
 	if (code)
-		ev(r, DP_EVENT_INFO, "%s", r->err->msg.buf);
+		ev(r, OPS_EVENT_INFO, "%s", r->err->msg.buf);
 	else
-		ev(r, DP_EVENT_INFO, "the interrupted %s of '%s' is finished", kind, release ? release : "?");
+		ev(r, OPS_EVENT_INFO, "the interrupted %s of '%s' is finished", kind, release ? release : "?");
 	ops_error_clear(r->err);
 	code = 0;
 out:
@@ -986,8 +972,8 @@ static int switch_bluegreen(struct run *r)
 			idle = &s->slots[i];
 	r->res.slot = xstrdup(idle->name);
 	r->old_slot = live;
-	jset_str(r->journal, "slot", r->res.slot);
-	jset_str(r->journal, "old_slot", r->old_slot);
+	json_set_str(r->journal, "slot", r->res.slot);
+	json_set_str(r->journal, "old_slot", r->old_slot);
 	if ((ret = step(r, REL_STEP_START)) < 0)
 		goto out;
 	{
@@ -999,7 +985,7 @@ static int switch_bluegreen(struct run *r)
 		ret = slot_command(r, "starting", s->bg_start, idle->name, release, previous);
 	if (ret == 0 && (ret = stop_requested(r)) == 0) {
 		health = fill(s->bg_health_url, idle->name, idle->port, release);
-		ev(r, DP_EVENT_INFO, "gate: waiting for slot '%s' at %s", idle->name, health);
+		ev(r, OPS_EVENT_INFO, "gate: waiting for slot '%s' at %s", idle->name, health);
 		ret = gate(r, health, &why);
 		if (ret == 1)
 			ret = ops_error_set(r->err, OPS_EXIT_FAILED, "slot '%s' did not pass its health gate: %s",
@@ -1014,7 +1000,7 @@ static int switch_bluegreen(struct run *r)
 		/* the proxy never saw the new slot: stop it, the live one serves on */
 		strbuf_addbuf(&r->failure, &r->err->msg);
 		if (slot_command(r, "stopping", s->bg_stop, idle->name, release, previous) < 0)
-			ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+			ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 		ops_error_set(r->err, OPS_EXIT_ROLLED_BACK, "%s; the proxy was not switched, '%s' serves on",
 			      r->failure.buf, previous ? previous : "nothing");
 		code = OPS_EXIT_ROLLED_BACK;
@@ -1024,7 +1010,7 @@ static int switch_bluegreen(struct run *r)
 	if (fs_exists(s->upstream_file) && fs_read_file(s->upstream_file, &old, 1 << 20, r->err) < 0) {
 		ret = -1;
 	} else {
-		jset_str(r->journal, "upstream_old", fs_exists(s->upstream_file) ? old.buf : NULL);
+		json_set_str(r->journal, "upstream_old", fs_exists(s->upstream_file) ? old.buf : NULL);
 		ret = step(r, REL_STEP_SWITCH);
 	}
 	if (ret == 0) {
@@ -1043,9 +1029,9 @@ static int switch_bluegreen(struct run *r)
 		ops_error_set(&keep, 1, "%s", r->err->msg.buf);
 		strbuf_addbuf(&r->failure, &keep.msg);
 		if (restore_upstream(r, r->journal) < 0)
-			ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+			ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 		if (slot_command(r, "stopping", s->bg_stop, idle->name, release, previous) < 0)
-			ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+			ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 		ops_error_set(r->err, OPS_EXIT_ROLLED_BACK, "%s; the old upstream file was put back, '%s' serves on",
 			      r->failure.buf, previous ? previous : "nothing");
 		ops_error_release(&keep);
@@ -1067,7 +1053,7 @@ static int switch_bluegreen(struct run *r)
 	if (ret == 0)
 		ret = stop_requested(r);
 	if (ret == 0 && (ret = step(r, REL_STEP_GATE)) == 0) {
-		ev(r, DP_EVENT_INFO, "gate: waiting for the checks through the proxy (up to %.0fs)",
+		ev(r, OPS_EVENT_INFO, "gate: waiting for the checks through the proxy (up to %.0fs)",
 		   (double)s->wait_ms / 1000.0);
 		ret = gate(r, NULL, &why);
 		if (ret == 1)
@@ -1082,7 +1068,7 @@ static int switch_bluegreen(struct run *r)
 	if (r->old_slot)
 		drain(r, r->old_slot);
 	if (r->old_slot && slot_command(r, "stopping", s->bg_stop, r->old_slot, previous, release) < 0) {
-		ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+		ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 		ops_error_clear(r->err);
 	}
 out:
@@ -1123,7 +1109,7 @@ static int switch_and_gate(struct run *r)
 		}
 	}
 	if ((ret = step(r, REL_STEP_SWITCH)) == 0) {
-		ev(r, DP_EVENT_INFO, "switching 'current' to '%s'", release);
+		ev(r, OPS_EVENT_INFO, "switching 'current' to '%s'", release);
 		ret = rel_switch(s->root, "current", release, r->err);
 	}
 	if (ret == 0) {
@@ -1137,7 +1123,7 @@ static int switch_and_gate(struct run *r)
 	if (ret == 0)
 		ret = stop_requested(r);
 	if (ret == 0 && (ret = step(r, REL_STEP_GATE)) == 0) {
-		ev(r, DP_EVENT_INFO, "gate: waiting for the checks (up to %.0fs, %ld in a row)",
+		ev(r, OPS_EVENT_INFO, "gate: waiting for the checks (up to %.0fs, %ld in a row)",
 		   (double)s->wait_ms / 1000.0, s->consecutive);
 		ret = gate(r, NULL, &why);
 		if (ret == 1)
@@ -1175,7 +1161,7 @@ static int preflight(struct run *r)
 
 	if ((ret = hash_sha256_file(r->res.artifact, r->res.sha256, &r->artifact_size, r->err)) < 0)
 		return ret;
-	jset_str(r->journal, "sha256", r->res.sha256);
+	json_set_str(r->journal, "sha256", r->res.sha256);
 	if ((ret = check_sha256(r)) < 0) {
 		ops_error_hint(r->err, "the artifact is not the one that was built; nothing was changed");
 		return ret;
@@ -1219,52 +1205,39 @@ static int preflight(struct run *r)
 	return 0;
 }
 
-static void plan_add(cJSON *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void plan_add(cJSON *plan, const char *fmt, ...)
-{
-	struct strbuf sb = STRBUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	cJSON_AddItemToArray(plan, cJSON_CreateString(sb.buf));
-	strbuf_release(&sb);
-}
-
 static cJSON *deploy_plan(const struct run *r)
 {
 	const struct dp_settings *s = r->s;
 	const struct dp_result *res = &r->res;
 	cJSON *plan = cJSON_CreateArray();
 
-	plan_add(plan, "check '%s' (sha256 %s%s)", res->artifact, res->sha256, r->sha256_opt ? ", matches --sha256" : "");
+	json_add_fmt(plan, "check '%s' (sha256 %s%s)", res->artifact, res->sha256, r->sha256_opt ? ", matches --sha256" : "");
 	if (s->backup && !r->no_backup)
-		plan_add(plan, "back up the database");
-	plan_add(plan, "%s '%s' into '%s/releases/%s'", rel_is_archive(res->artifact) ? "unpack" : "copy",
+		json_add_fmt(plan, "back up the database");
+	json_add_fmt(plan, "%s '%s' into '%s/releases/%s'", rel_is_archive(res->artifact) ? "unpack" : "copy",
 		 res->artifact, s->root, res->release);
 	for (size_t i = 0; i < s->nshared; i++)
-		plan_add(plan, "link '%s/shared/%s' into the release", s->root, s->shared[i]);
+		json_add_fmt(plan, "link '%s/shared/%s' into the release", s->root, s->shared[i]);
 	if (s->migrate && !r->no_migrate)
-		plan_add(plan, "apply the release's pending migrations");
+		json_add_fmt(plan, "apply the release's pending migrations");
 	if (s->before_switch)
-		plan_add(plan, "run before_switch: %s", s->before_switch);
+		json_add_fmt(plan, "run before_switch: %s", s->before_switch);
 	if (is_bluegreen(r)) {
-		plan_add(plan, "start the idle slot on '%s' and gate it at %s", res->release, s->bg_health_url);
-		plan_add(plan, "write '%s' for the idle slot, test and reload the proxy", s->upstream_file);
+		json_add_fmt(plan, "start the idle slot on '%s' and gate it at %s", res->release, s->bg_health_url);
+		json_add_fmt(plan, "write '%s' for the idle slot, test and reload the proxy", s->upstream_file);
 	} else {
-		plan_add(plan, "switch '%s/current' from '%s' to '%s'", s->root, res->previous ? res->previous : "nothing",
+		json_add_fmt(plan, "switch '%s/current' from '%s' to '%s'", s->root, res->previous ? res->previous : "nothing",
 			 res->release);
 		if (s->restart)
-			plan_add(plan, "restart: %s", s->restart);
+			json_add_fmt(plan, "restart: %s", s->restart);
 	}
 	if (s->after_switch)
-		plan_add(plan, "run after_switch: %s", s->after_switch);
-	plan_add(plan, "gate: the checks pass %ld time%s in a row within %.0fs", s->consecutive,
+		json_add_fmt(plan, "run after_switch: %s", s->after_switch);
+	json_add_fmt(plan, "gate: the checks pass %ld time%s in a row within %.0fs", s->consecutive,
 		 s->consecutive == 1 ? "" : "s", (double)s->wait_ms / 1000.0);
 	if (is_bluegreen(r))
-		plan_add(plan, "stop the old slot");
-	plan_add(plan, "keep the newest %ld releases (and the previous one)", s->keep);
+		json_add_fmt(plan, "stop the old slot");
+	json_add_fmt(plan, "keep the newest %ld releases (and the previous one)", s->keep);
 	return plan;
 }
 
@@ -1278,7 +1251,7 @@ static cJSON *journal_new(const struct run *r, const char *kind)
 	cJSON_AddStringToObject(j, "kind", kind);
 	cJSON_AddStringToObject(j, "step", "lock");
 	cJSON_AddStringToObject(j, "release", r->res.release);
-	jset_str(j, "previous", r->res.previous);
+	json_set_str(j, "previous", r->res.previous);
 	cJSON_AddStringToObject(j, "strategy", r->strategy);
 	cJSON_AddStringToObject(j, "root", r->s->root);
 	if (r->res.artifact)
@@ -1298,7 +1271,7 @@ static void run_end(struct run *r, int code)
 {
 	struct ops_error e = OPS_ERROR_INIT;
 	if (rel_journal_clear(r->s->state_dir, &e) < 0)
-		ev(r, DP_EVENT_WARNING, "%s", e.msg.buf);
+		ev(r, OPS_EVENT_WARNING, "%s", e.msg.buf);
 	ops_error_release(&e);
 	step_end(r, code ? "failed" : "ok");
 	rel_read_link(r->s->root, "current", &r->res.current, &e);
@@ -1313,13 +1286,13 @@ static void discard_release(struct run *r)
 		cJSON *versions = cJSON_CreateArray();
 		const cJSON *m;
 		cJSON_ArrayForEach(m, r->res.migrations)
-			cJSON_AddItemToArray(versions, cJSON_CreateString(jget_str(m, "version")));
-		if (undo_versions(r, jget_str(r->journal, "migrations_dir"), versions, 0, NULL, &e) < 0)
-			ev(r, DP_EVENT_WARNING, "the migrations applied stay applied: %s", e.msg.buf);
+			cJSON_AddItemToArray(versions, cJSON_CreateString(json_get_str(m, "version")));
+		if (undo_versions(r, json_get_str(r->journal, "migrations_dir"), versions, 0, NULL, &e) < 0)
+			ev(r, OPS_EVENT_WARNING, "the migrations applied stay applied: %s", e.msg.buf);
 		cJSON_Delete(versions);
 	}
 	if (rel_remove(r->s->root, r->res.release, &e) < 0)
-		ev(r, DP_EVENT_WARNING, "%s", e.msg.buf);
+		ev(r, OPS_EVENT_WARNING, "%s", e.msg.buf);
 	ops_error_release(&e);
 }
 
@@ -1330,7 +1303,7 @@ static void after_failure(struct run *r)
 	ops_error_hint(&keep, "%s", r->err->hint.buf);
 	if (run_command(r, "after_failure", r->s->after_failure, r->res.release, r->res.previous, r->res.slot, NULL,
 			r->s->hook_timeout_ms) < 0)
-		ev(r, DP_EVENT_WARNING, "%s", r->err->msg.buf);
+		ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 	ops_error_set(r->err, keep.code, "%s", keep.msg.buf);
 	if (keep.hint.len)
 		ops_error_hint(r->err, "%s", keep.hint.buf);
@@ -1356,7 +1329,7 @@ static int steps_before_switch(struct run *r)
 	so.max_bytes = s->max_unpack;
 	so.shared = (const char *const *)s->shared;
 	so.nshared = s->nshared;
-	ev(r, DP_EVENT_INFO, "%s '%s' into '%s/releases/%s'", rel_is_archive(r->res.artifact) ? "unpacking" : "copying",
+	ev(r, OPS_EVENT_INFO, "%s '%s' into '%s/releases/%s'", rel_is_archive(r->res.artifact) ? "unpacking" : "copying",
 	   r->artifact_arg, s->root, r->res.release);
 	if ((ret = rel_clean(s->root, r->err)) < 0 ||
 	    (ret = rel_stage(s->root, r->res.release, r->res.artifact, &so, NULL, r->err)) < 0 ||
@@ -1441,7 +1414,7 @@ int dp_deploy(const struct dp_settings *s, const struct dp_deploy_opts *o, const
 		discard_release(&r);
 	} else {
 		test_kill_at(REL_STEP_LOCK);
-		ev(&r, DP_EVENT_INFO, "deploying '%s' as release '%s' (%s)", o->artifact, r.res.release, r.strategy);
+		ev(&r, OPS_EVENT_INFO, "deploying '%s' as release '%s' (%s)", o->artifact, r.res.release, r.strategy);
 		code = deploy_steps(&r);
 	}
 	if (code && s->after_failure)
@@ -1475,8 +1448,8 @@ static cJSON *read_history(const char *state_dir)
 			if (next)
 				*next++ = '\0';
 			e = cJSON_Parse(line);
-			cmd = jget_str(e, "command");
-			if (cmd && (!strcmp(cmd, "deploy") || !strcmp(cmd, "rollback")) && jget_str(e, "release"))
+			cmd = json_get_str(e, "command");
+			if (cmd && (!strcmp(cmd, "deploy") || !strcmp(cmd, "rollback")) && json_get_str(e, "release"))
 				cJSON_AddItemToArray(arr, e);
 			else
 				cJSON_Delete(e);
@@ -1499,7 +1472,7 @@ int dp_list(const struct dp_settings *s, cJSON **deploys, char **current, struct
 		return ret;
 	hist = read_history(s->state_dir);
 	cJSON_ArrayForEach(e, hist) {
-		const char *id = jget_str(e, "release");
+		const char *id = json_get_str(e, "release");
 		cJSON_AddBoolToObject(e, "on_disk", id && rel_exists(s->root, id));
 		cJSON_AddBoolToObject(e, "current", id && *current && !strcmp(id, *current));
 	}
@@ -1524,10 +1497,10 @@ static char *rollback_target(const struct dp_settings *s, const char *current, c
 		if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "exit")) ||
 		    cJSON_GetObjectItemCaseSensitive(e, "exit")->valuedouble != 0)
 			continue;
-		if (!jget_str(e, "release") || strcmp(jget_str(e, "release"), current))
+		if (!json_get_str(e, "release") || strcmp(json_get_str(e, "release"), current))
 			continue;
-		if (jget_str(e, "previous") && rel_exists(s->root, jget_str(e, "previous")))
-			found = xstrdup(jget_str(e, "previous"));
+		if (json_get_str(e, "previous") && rel_exists(s->root, json_get_str(e, "previous")))
+			found = xstrdup(json_get_str(e, "previous"));
 		break;
 	}
 	if (!found && rel_list(s->root, &ids, &n, &ignored) == 0) {
@@ -1546,12 +1519,12 @@ static cJSON *applied_by_release(const cJSON *hist, const char *release)
 	cJSON *versions = cJSON_CreateArray();
 	for (int i = cJSON_GetArraySize(hist) - 1; i >= 0; i--) {
 		const cJSON *e = cJSON_GetArrayItem(hist, i), *m;
-		if (strcmp(jget_str(e, "command"), "deploy") || !jget_str(e, "release") ||
-		    strcmp(jget_str(e, "release"), release))
+		if (strcmp(json_get_str(e, "command"), "deploy") || !json_get_str(e, "release") ||
+		    strcmp(json_get_str(e, "release"), release))
 			continue;
 		cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(e, "migrations"))
-			if (jget_str(m, "version"))
-				cJSON_AddItemToArray(versions, cJSON_CreateString(jget_str(m, "version")));
+			if (json_get_str(m, "version"))
+				cJSON_AddItemToArray(versions, cJSON_CreateString(json_get_str(m, "version")));
 		if (cJSON_GetArraySize(versions))
 			break;
 	}
@@ -1564,13 +1537,13 @@ static cJSON *rollback_plan(const struct run *r, const cJSON *versions)
 	cJSON *plan = cJSON_CreateArray();
 	const cJSON *v;
 
-	plan_add(plan, "switch '%s/current' from '%s' to '%s'", s->root, r->res.previous, r->res.release);
+	json_add_fmt(plan, "switch '%s/current' from '%s' to '%s'", s->root, r->res.previous, r->res.release);
 	if (s->restart && !is_bluegreen(r))
-		plan_add(plan, "restart: %s", s->restart);
-	plan_add(plan, "gate: the checks pass %ld time%s in a row within %.0fs", s->consecutive,
+		json_add_fmt(plan, "restart: %s", s->restart);
+	json_add_fmt(plan, "gate: the checks pass %ld time%s in a row within %.0fs", s->consecutive,
 		 s->consecutive == 1 ? "" : "s", (double)s->wait_ms / 1000.0);
 	cJSON_ArrayForEach(v, versions)
-		plan_add(plan, "undo migration %s", v->valuestring);
+		json_add_fmt(plan, "undo migration %s", v->valuestring);
 	return plan;
 }
 
@@ -1741,7 +1714,7 @@ int dp_rollback(const struct dp_settings *s, const struct dp_rollback_opts *o, c
 		code = early(&r);
 		goto out;
 	}
-	ev(&r, DP_EVENT_INFO, "rolling back from '%s' to '%s'", r.res.previous, r.res.release);
+	ev(&r, OPS_EVENT_INFO, "rolling back from '%s' to '%s'", r.res.previous, r.res.release);
 	/* blue-green: the target starts in the idle slot, like a deploy of it */
 	code = is_bluegreen(&r) ? switch_and_gate(&r) : rollback_symlink(&r);
 	if (code == OPS_EXIT_ROLLED_BACK) {
@@ -1815,7 +1788,7 @@ int dp_status(const struct dp_settings *s, const struct dp_callbacks *cb, struct
 			goto out;
 		}
 		st->in_progress = 1;
-		ev(&r, DP_EVENT_INFO, "%s", err->msg.buf);
+		ev(&r, OPS_EVENT_INFO, "%s", err->msg.buf);
 		ops_error_clear(err);
 		if (rel_journal_read(s->state_dir, &st->journal, err) < 0) {
 			code = early(&r);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "base/error.h"
+#include "base/event.h"
 
 struct config;
 struct envfile;
@@ -81,19 +82,9 @@ void dp_settings_release(struct dp_settings *s);
 /* The slot called name, or NULL. */
 const struct dp_slot *dp_find_slot(const struct dp_settings *s, const char *name);
 
-enum dp_event {
-	DP_EVENT_INFO,          /* progress notes, silenced by -q */
-	DP_EVENT_WARNING,
-	DP_EVENT_VERBOSE,       /* only with -v */
-	DP_EVENT_PROGRESS,      /* a line that redraws itself (the gate's rounds) */
-	DP_EVENT_PROGRESS_DONE, /* msg is "" */
-	DP_EVENT_ERROR,         /* a failure reported without stopping (recovery) */
-	DP_EVENT_HINT,          /* follows an ERROR */
-};
-
 struct dp_callbacks {
 	/* Every message of the run; may be NULL. */
-	void (*event)(void *data, enum dp_event kind, const char *msg);
+	void (*event)(void *data, enum ops_event kind, const char *msg);
 	/* Polled between steps and gate rounds: the number of the signal that
 	 * asks the run to stop, or 0. May be NULL. */
 	int (*stop_requested)(void *data);

@@ -118,7 +118,7 @@ static int copy_file(const char *src, const char *dst, struct ops_error *err)
 	if (out < 0)
 		goto write_fail;
 	for (;;) {
-		ssize_t n = read(in, buf, COPY_BLOCK), w = 0;
+		ssize_t n = read(in, buf, COPY_BLOCK);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -127,14 +127,8 @@ static int copy_file(const char *src, const char *dst, struct ops_error *err)
 		}
 		if (n == 0)
 			break;
-		while (w < n) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0)
-				goto write_fail;
-			w += k;
-		}
+		if (fs_write_all(out, buf, (size_t)n) < 0)
+			goto write_fail;
 	}
 	if (fchmod(out, st.st_mode & 0777) < 0 || fsync(out) < 0)
 		goto write_fail;

@@ -2,6 +2,7 @@
  * env file, service) so that a failure undoes exactly that; the pending file
  * keeps the same for the next run when this one is killed. */
 #include "engines/secret.h"
+#include "adapters/json.h"
 #include "adapters/db.h"
 #include "base/config.h"
 #include "base/envfile.h"
@@ -301,6 +302,12 @@ out:
 	return ret;
 }
 
+/* "" (no value) is null in the JSON */
+static const char *fp_or_null(const char *fp)
+{
+	return fp && *fp ? fp : NULL;
+}
+
 static void fingerprint(const char *value, char out[20])
 {
 	if (value)
@@ -338,37 +345,23 @@ void sec_result_release(struct sec_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static void jset_str(cJSON *obj, const char *key, const char *value)
-{
-	if (value && *value)
-		cJSON_AddStringToObject(obj, key, value);
-	else
-		cJSON_AddNullToObject(obj, key);
-}
-
-static const char *jget_str(const cJSON *obj, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 cJSON *sec_result_fields(const struct sec_result *r, int code, const char *error_msg)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	jset_str(o, "secret", r->name);
-	jset_str(o, "kind", r->kind);
-	jset_str(o, "strategy", r->strategy);
-	jset_str(o, "env", r->env_key);
-	jset_str(o, "env_file", r->env_file);
-	jset_str(o, "role", r->role);
-	jset_str(o, "previous_role", r->previous_role);
-	jset_str(o, "fingerprint", r->fingerprint);
-	jset_str(o, "previous_fingerprint", r->previous_fingerprint);
-	jset_str(o, "rotated_at", r->rotated_at);
-	jset_str(o, "outcome", r->outcome);
+	json_set_str(o, "secret", r->name);
+	json_set_str(o, "kind", r->kind);
+	json_set_str(o, "strategy", r->strategy);
+	json_set_str(o, "env", r->env_key);
+	json_set_str(o, "env_file", r->env_file);
+	json_set_str(o, "role", r->role);
+	json_set_str(o, "previous_role", r->previous_role);
+	json_set_str(o, "fingerprint", fp_or_null(r->fingerprint));
+	json_set_str(o, "previous_fingerprint", fp_or_null(r->previous_fingerprint));
+	json_set_str(o, "rotated_at", r->rotated_at);
+	json_set_str(o, "outcome", r->outcome);
 	cJSON_AddBoolToObject(o, "restarted", r->restarted);
-	jset_str(o, "gate", r->gate);
+	json_set_str(o, "gate", r->gate);
 	cJSON_AddNumberToObject(o, "duration_ms", (double)(clock_now_ms() - r->started_ms));
 	if (code && error_msg)
 		cJSON_AddStringToObject(o, "error", error_msg);
@@ -406,9 +399,9 @@ struct run {
 
 static const struct sec_callbacks no_callbacks;
 
-static void ev(const struct run *r, enum sec_event kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void ev(const struct run *r, enum ops_event kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void ev(const struct run *r, enum sec_event kind, const char *fmt, ...)
+static void ev(const struct run *r, enum ops_event kind, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -506,7 +499,7 @@ static void step_begin(struct run *r, const char *name)
 {
 	r->step_name = name;
 	r->step_started = clock_now_ms();
-	ev(r, SEC_EVENT_VERBOSE, "step %s", name);
+	ev(r, OPS_EVENT_VERBOSE, "step %s", name);
 }
 
 static void step_end(struct run *r, const char *status)
@@ -768,7 +761,7 @@ static int test_login(struct run *r, const char *role, const char *password)
 	if (ret < 0) {
 		ops_error_prefix(r->err, "the new password of role '%s' does not work", role);
 	} else if (!PQconnectionUsedPassword(conn)) {
-		ev(r, SEC_EVENT_WARNING,
+		ev(r, OPS_EVENT_WARNING,
 		   "the server let role '%s' in without asking for a password (trust authentication?): the test proves only that it can log in",
 		   role);
 	}
@@ -788,7 +781,7 @@ static int restart_service(struct run *r)
 
 	memset(&po, 0, sizeof(po));
 	po.timeout_ms = r->s->service_timeout_ms;
-	ev(r, SEC_EVENT_INFO, "restarting: %s", r->s->restart);
+	ev(r, OPS_EVENT_INFO, "restarting: %s", r->s->restart);
 	r->restart_ran = 1;
 	ret = proc_run_shell_checked(r->s->restart, &po, &pr, r->err);
 	if (ret < 0)
@@ -803,7 +796,7 @@ static int on_round(const struct probe_set *set, unsigned round, int64_t elapsed
 		size_t ok = 0;
 		for (size_t i = 0; i < set->nr; i++)
 			ok += set->items[i].state <= PROBE_WARN;
-		ev(r, SEC_EVENT_PROGRESS, "gate: %zu/%zu checks passing after %.1fs (round %u)", ok, set->nr,
+		ev(r, OPS_EVENT_PROGRESS, "gate: %zu/%zu checks passing after %.1fs (round %u)", ok, set->nr,
 		   (double)elapsed_ms / 1000.0, round);
 	}
 	return stop_signal(r);
@@ -846,9 +839,9 @@ static int gate(struct run *r, const char *when)
 	}
 	gate_opts(r, have_cfg ? &cfg : r->s->cfg, &env, &g);
 	ret = probe_gate_run(&g, &why, r->err);
-	ev(r, SEC_EVENT_PROGRESS_DONE, "%s", "");
+	ev(r, OPS_EVENT_PROGRESS_DONE, "%s", "");
 	if (ret == 2) {
-		ev(r, SEC_EVENT_WARNING, "no [check] sections: nothing proves the app works %s", when);
+		ev(r, OPS_EVENT_WARNING, "no [check] sections: nothing proves the app works %s", when);
 		set_str(&r->res->gate, "none");
 		ret = 0;
 	} else if (ret == 1) {
@@ -896,12 +889,12 @@ static int write_state(struct run *r, const char *name, const char *fp, const ch
 
 	clock_rfc3339(now, time(NULL));
 	cJSON_AddStringToObject(doc, "secret", name);
-	jset_str(doc, "kind", r->res->kind);
-	jset_str(doc, "env", r->res->env_key);
-	jset_str(doc, "fingerprint", fp);
-	jset_str(doc, "previous_fingerprint", prev_fp);
+	json_set_str(doc, "kind", r->res->kind);
+	json_set_str(doc, "env", r->res->env_key);
+	json_set_str(doc, "fingerprint", fp_or_null(fp));
+	json_set_str(doc, "previous_fingerprint", fp_or_null(prev_fp));
 	cJSON_AddStringToObject(doc, "rotated_at", now);
-	jset_str(doc, "role", role);
+	json_set_str(doc, "role", role);
 	set_str(&r->res->rotated_at, now);
 	ret = write_json_0600(r->state_path, doc, r->err);
 	cJSON_Delete(doc);
@@ -920,7 +913,7 @@ static void record(struct run *r, int code, const char *action)
 	if (r->o && r->o->reason)
 		cJSON_AddStringToObject(fields, "reason", r->o->reason);
 	if (history_append(r->s->state_dir, "rotate-secret", code, fields, &ignored) < 0)
-		ev(r, SEC_EVENT_WARNING, "cannot write the history: %s", ignored.msg.buf);
+		ev(r, OPS_EVENT_WARNING, "cannot write the history: %s", ignored.msg.buf);
 	ops_error_release(&ignored);
 }
 
@@ -938,7 +931,7 @@ static int revert(struct run *r, const char *why)
 	int failures = 0, restart_failed = 0;
 
 	r->err = &e;
-	ev(r, SEC_EVENT_INFO, "putting the old value back (%s)", why);
+	ev(r, OPS_EVENT_INFO, "putting the old value back (%s)", why);
 	if (r->env_written) {
 		/* a write that failed before its rename left the file as it was
 		 * (and a full disk would refuse this one too) */
@@ -951,7 +944,7 @@ static int revert(struct run *r, const char *why)
 	}
 	if (r->env_written) {
 		if (fs_write_atomic(r->env_path, r->env_before.buf, r->env_before.len, -1, &e) < 0) {
-			ev(r, SEC_EVENT_ERROR, "cannot restore the env file: %s", e.msg.buf);
+			ev(r, OPS_EVENT_ERROR, "cannot restore the env file: %s", e.msg.buf);
 			failures++;
 		} else {
 			r->env_written = 0;
@@ -963,15 +956,15 @@ static int revert(struct run *r, const char *why)
 		r->conn = NULL;
 	}
 	if (r->db_set && r->role) {
-		const char *strategy = jget_str(r->pending, "strategy");
+		const char *strategy = json_get_str(r->pending, "strategy");
 		if (strategy && !strcmp(strategy, "alternating")) {
 			/* nothing uses the inactive role's new password: it stays */
 			r->db_set = 0;
 		} else if (!r->old_value) {
-			ev(r, SEC_EVENT_ERROR, "the old password of role '%s' is not known: it cannot be set again", r->role);
+			ev(r, OPS_EVENT_ERROR, "the old password of role '%s' is not known: it cannot be set again", r->role);
 			failures++;
 		} else if (admin_connect(r, r->new_value) < 0 || set_password(r, r->role, r->old_value) < 0) {
-			ev(r, SEC_EVENT_ERROR, "cannot set the old password of role '%s' again: %s", r->role, e.msg.buf);
+			ev(r, OPS_EVENT_ERROR, "cannot set the old password of role '%s' again: %s", r->role, e.msg.buf);
 			failures++;
 		} else {
 			r->db_set = 0;
@@ -980,13 +973,13 @@ static int revert(struct run *r, const char *why)
 	}
 	/* the values are back (or not): the pending file goes only when they are */
 	if (!failures && r->pending_path && pending_wipe(r->pending_path, &e) < 0) {
-		ev(r, SEC_EVENT_ERROR, "%s", e.msg.buf);
+		ev(r, OPS_EVENT_ERROR, "%s", e.msg.buf);
 		failures++;
 	}
 	ops_error_release(&e);
 	if (r->restart_ran && r->s->restart) {
 		if (restart_service(r) < 0) {
-			ev(r, SEC_EVENT_ERROR, "the service did not restart with the old value: %s", e.msg.buf);
+			ev(r, OPS_EVENT_ERROR, "the service did not restart with the old value: %s", e.msg.buf);
 			restart_failed = 1;
 		}
 		ops_error_release(&e);
@@ -1025,7 +1018,7 @@ static int fail_and_revert(struct run *r, int ret)
 
 static char *jdup(const cJSON *o, const char *key)
 {
-	const char *v = jget_str(o, key);
+	const char *v = json_get_str(o, key);
 	return v ? xstrdup(v) : NULL;
 }
 
@@ -1036,8 +1029,8 @@ static int load_pending(struct run *r, const char *path)
 	const char *step, *env_file;
 	int ret;
 
-	if (!doc || !cJSON_IsObject(doc) || !jget_str(doc, "new") || !jget_str(doc, "env") ||
-	    !(env_file = jget_str(doc, "env_file"))) {
+	if (!doc || !cJSON_IsObject(doc) || !json_get_str(doc, "new") || !json_get_str(doc, "env") ||
+	    !(env_file = json_get_str(doc, "env_file"))) {
 		pending_free(&doc);
 		return ops_error_set(r->err, OPS_EXIT_FAILED, "cannot read the rotation state '%s'", path);
 	}
@@ -1047,14 +1040,14 @@ static int load_pending(struct run *r, const char *path)
 	r->old_previous = jdup(doc, "old_previous");
 	r->role = jdup(doc, "role");
 	r->old_user = jdup(doc, "old_user");
-	step = jget_str(doc, "step");
+	step = json_get_str(doc, "step");
 	r->db_set = r->role != NULL;   /* the kill may have come between ALTER ROLE and the record */
 	r->restart_ran = step && (!strcmp(step, "restarted") || !strcmp(step, "gated") || !strcmp(step, "written"));
 	/* the env file as the killed run found it */
 	wipe_strbuf(&r->env_before);
 	strbuf_init(&r->env_before, 0);
-	if (jget_str(doc, "env_before"))
-		strbuf_addstr(&r->env_before, jget_str(doc, "env_before"));
+	if (json_get_str(doc, "env_before"))
+		strbuf_addstr(&r->env_before, json_get_str(doc, "env_before"));
 	r->env_path = xstrdup(env_file);
 	ret = 0;
 	return ret;
@@ -1074,8 +1067,8 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	paths_for(r, name);
 	if ((ret = load_pending(r, r->pending_path)) < 0)
 		return ret;
-	step = jget_str(r->pending, "step");
-	key = jget_str(r->pending, "env");
+	step = json_get_str(r->pending, "step");
+	key = json_get_str(r->pending, "env");
 	envfile_init(&now);
 	if ((ret = envfile_load(&now, r->env_path, r->err)) < 0) {
 		envfile_release(&now);
@@ -1087,21 +1080,21 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	r->s = s_named;
 	set_str(&r->res->name, name);
 	set_str(&r->res->gate, "none");
-	set_str(&r->res->kind, jget_str(r->pending, "kind"));
-	set_str(&r->res->strategy, jget_str(r->pending, "strategy"));
+	set_str(&r->res->kind, json_get_str(r->pending, "kind"));
+	set_str(&r->res->strategy, json_get_str(r->pending, "strategy"));
 	set_str(&r->res->env_file, r->env_path);
 	set_str(&r->res->role, r->role);
 	set_str(&r->res->env_key, key);
-	ev(r, SEC_EVENT_INFO, "a rotation of '%s' was interrupted after step '%s': %s", name, step ? step : "?",
+	ev(r, OPS_EVENT_INFO, "a rotation of '%s' was interrupted after step '%s': %s", name, step ? step : "?",
 	   holds_new ? "finishing it" : "undoing it");
-	if (jget_str(r->pending, "role")) {
+	if (json_get_str(r->pending, "role")) {
 		/* the admin connection as the killed run resolved it: from the env
 		 * file as it was then (DB_* variables may be the only source) */
 		struct envfile before;
 		struct ops_error ignored = OPS_ERROR_INIT;
 		envfile_init(&before);
 		envfile_parse(&before, r->env_path, r->env_before.buf, r->env_before.len, &ignored);
-		ret = admin_target(r, jget_str(r->pending, "admin_url"), &before);
+		ret = admin_target(r, json_get_str(r->pending, "admin_url"), &before);
 		envfile_release(&before);
 		ops_error_release(&ignored);
 		if (ret < 0)
@@ -1111,7 +1104,7 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 		/* the env file never got the new value: nothing used it */
 		r->env_written = 0;
 		r->restart_ran = 0;
-		r->db_set = r->role && strcmp(jget_str(r->pending, "strategy") ? jget_str(r->pending, "strategy") : "",
+		r->db_set = r->role && strcmp(json_get_str(r->pending, "strategy") ? json_get_str(r->pending, "strategy") : "",
 					      "alternating");
 		if (r->db_set && (ret = admin_connect(r, r->new_value)) < 0)
 			goto out;
@@ -1196,11 +1189,11 @@ static int recover_all(struct run *r, cJSON **recovered)
 			cJSON *rec = cJSON_CreateObject();
 			cJSON_AddStringToObject(rec, "secret", name);
 			cJSON_AddStringToObject(rec, "action", action);
-			jset_str(rec, "step", jget_str(r->pending, "step"));
+			json_set_str(rec, "step", json_get_str(r->pending, "step"));
 			cJSON_Delete(*recovered);
 			*recovered = rec;
 			record(r, 0, action);
-			ev(r, SEC_EVENT_INFO, "the interrupted rotation of '%s' was %s", name, action);
+			ev(r, OPS_EVENT_INFO, "the interrupted rotation of '%s' was %s", name, action);
 		}
 		run_reset_secret(r);
 		run_close_db(r);
@@ -1214,44 +1207,31 @@ static int recover_all(struct run *r, cJSON **recovered)
 
 /* ---- the rotation ---- */
 
-static void plan_add(cJSON *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void plan_add(cJSON *plan, const char *fmt, ...)
-{
-	struct strbuf sb = STRBUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	strbuf_vaddf(&sb, fmt, ap);
-	va_end(ap);
-	cJSON_AddItemToArray(plan, cJSON_CreateString(sb.buf));
-	strbuf_release(&sb);
-}
-
 static cJSON *make_plan(const struct run *r)
 {
 	const struct sec_settings *s = r->s;
 	cJSON *plan = cJSON_CreateArray();
 
 	if (r->o->setup && s->strategy == SEC_ALTERNATING)
-		plan_add(plan, "create the roles %s and %s as members of %s where missing (--setup)", s->role_a, s->role_b,
+		json_add_fmt(plan, "create the roles %s and %s as members of %s where missing (--setup)", s->role_a, s->role_b,
 			 s->owner ? s->owner : "(owner not set)");
-	plan_add(plan, "generate %zu random bytes, %s-encoded", s->bytes, sec_encoding_name(s->encoding));
+	json_add_fmt(plan, "generate %zu random bytes, %s-encoded", s->bytes, sec_encoding_name(s->encoding));
 	if (s->kind == SEC_POSTGRES_PASSWORD) {
-		plan_add(plan, "ALTER ROLE %s PASSWORD with a SCRAM verifier computed here (on %s)", r->role,
+		json_add_fmt(plan, "ALTER ROLE %s PASSWORD with a SCRAM verifier computed here (on %s)", r->role,
 			 r->admin.display);
-		plan_add(plan, "log in as %s with the new password", r->role);
+		json_add_fmt(plan, "log in as %s with the new password", r->role);
 	}
 	if (s->strategy == SEC_ALTERNATING && s->kind == SEC_POSTGRES_PASSWORD)
-		plan_add(plan, "write %s and %s=%s to %s", s->env_key, s->user_env, r->role, r->env_path);
+		json_add_fmt(plan, "write %s and %s=%s to %s", s->env_key, s->user_env, r->role, r->env_path);
 	else if (s->previous_env)
-		plan_add(plan, "write %s (the old value to %s) to %s", s->env_key, s->previous_env, r->env_path);
+		json_add_fmt(plan, "write %s (the old value to %s) to %s", s->env_key, s->previous_env, r->env_path);
 	else
-		plan_add(plan, "write %s to %s", s->env_key, r->env_path);
+		json_add_fmt(plan, "write %s to %s", s->env_key, r->env_path);
 	if (s->restart && !r->o->no_restart)
-		plan_add(plan, "restart: %s", s->restart);
+		json_add_fmt(plan, "restart: %s", s->restart);
 	else
-		plan_add(plan, "no restart");
-	plan_add(plan, "health gate: %s", s->nchecks ? "the named [check]s" : "every [check]");
+		json_add_fmt(plan, "no restart");
+	json_add_fmt(plan, "health gate: %s", s->nchecks ? "the named [check]s" : "every [check]");
 	return plan;
 }
 
@@ -1339,9 +1319,9 @@ out:
 	} else {
 		size_t n = (size_t)cJSON_GetArraySize(r->res->setup);
 		for (cJSON *c = r->res->setup->child; c; c = c->next)
-			ev(r, SEC_EVENT_INFO, "setup: %s", c->valuestring);
+			ev(r, OPS_EVENT_INFO, "setup: %s", c->valuestring);
 		if (!n)
-			ev(r, SEC_EVENT_INFO, "setup: roles '%s' and '%s' already exist in '%s'", s->role_a, s->role_b,
+			ev(r, OPS_EVENT_INFO, "setup: roles '%s' and '%s' already exist in '%s'", s->role_a, s->role_b,
 			   s->owner);
 	}
 	return ret;
@@ -1413,14 +1393,14 @@ static void pending_new(struct run *r)
 		cJSON_AddStringToObject(p, "strategy", s->strategy == SEC_ALTERNATING ? "alternating" : "single");
 	cJSON_AddStringToObject(p, "env", s->env_key);
 	cJSON_AddStringToObject(p, "env_file", r->env_path);
-	jset_str(p, "previous_env", s->previous_env);
-	jset_str(p, "user_env", s->user_env);
-	jset_str(p, "role", r->role);
-	jset_str(p, "admin_url", s->admin_url);
-	jset_str(p, "old_user", r->old_user);
+	json_set_str(p, "previous_env", s->previous_env);
+	json_set_str(p, "user_env", s->user_env);
+	json_set_str(p, "role", r->role);
+	json_set_str(p, "admin_url", s->admin_url);
+	json_set_str(p, "old_user", r->old_user);
 	cJSON_AddStringToObject(p, "new", r->new_value);
-	jset_str(p, "old", r->old_value);
-	jset_str(p, "old_previous", r->old_previous);
+	json_set_str(p, "old", r->old_value);
+	json_set_str(p, "old_previous", r->old_previous);
 	cJSON_AddStringToObject(p, "env_before", r->env_before.buf);
 	cJSON_AddBoolToObject(p, "no_restart", r->o->no_restart || !s->restart);
 	cJSON_AddNumberToObject(p, "pid", (double)getpid());
@@ -1450,7 +1430,7 @@ static int rotate_steps(struct run *r)
 
 	if (s->kind == SEC_POSTGRES_PASSWORD) {
 		step_begin(r, "set");
-		ev(r, SEC_EVENT_INFO, "setting a new password for role '%s'", r->role);
+		ev(r, OPS_EVENT_INFO, "setting a new password for role '%s'", r->role);
 		ret = set_password(r, r->role, r->new_value);
 		/* refused by the server: nothing changed; lost on the way: it may have */
 		r->db_set = ret == 0 || PQstatus(r->conn) != CONNECTION_OK;
@@ -1476,7 +1456,7 @@ static int rotate_steps(struct run *r)
 	if (ret < 0 || (ret = pending_step(r, "written")) < 0)
 		goto fail;
 	step_end(r, "ok");
-	ev(r, SEC_EVENT_INFO, "wrote %s to '%s'", s->env_key, r->env_path);
+	ev(r, OPS_EVENT_INFO, "wrote %s to '%s'", s->env_key, r->env_path);
 
 	if (s->restart && !r->o->no_restart) {
 		step_begin(r, "restart");
@@ -1485,7 +1465,7 @@ static int rotate_steps(struct run *r)
 		r->res->restarted = 1;
 		step_end(r, "ok");
 	} else if (!r->o->no_restart && !s->restart_off) {
-		ev(r, SEC_EVENT_WARNING, "no [service] restart: the app sees the new value when it next reads '%s'",
+		ev(r, OPS_EVENT_WARNING, "no [service] restart: the app sees the new value when it next reads '%s'",
 		   r->env_path);
 	}
 	if (stop_signal(r)) {
@@ -1504,7 +1484,7 @@ static int rotate_steps(struct run *r)
 		goto fail;
 	r->env_written = r->db_set = r->restart_ran = 0;
 	if ((ret = pending_wipe(r->pending_path, r->err)) < 0)
-		ev(r, SEC_EVENT_WARNING, "%s", r->err->msg.buf);
+		ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 	step_end(r, "ok");
 	set_str(&r->res->outcome, "rotated");
 	return 0;
@@ -1551,8 +1531,8 @@ int sec_rotate(const struct sec_settings *s, const struct sec_rotate_opts *o, co
 			goto out;
 		}
 		/* the interrupted rotation of this secret finished: that is the rotation asked for */
-		if (res->recovered && !strcmp(jget_str(res->recovered, "secret"), s->name) &&
-		    !strcmp(jget_str(res->recovered, "action"), "completed")) {
+		if (res->recovered && !strcmp(json_get_str(res->recovered, "secret"), s->name) &&
+		    !strcmp(json_get_str(res->recovered, "action"), "completed")) {
 			set_str(&res->outcome, "recovered");
 			goto out;
 		}
@@ -1599,16 +1579,16 @@ static void list_add(cJSON *arr, const char *name, const char *kind, const char 
 	char *pending_path = xstrfmt("%s/%s.pending.json", secrets_dir, name);
 	cJSON *st = read_json(state_path), *o = cJSON_CreateObject();
 	const char *v = env && key ? envfile_get(env, key) : NULL;
-	const char *at = st ? jget_str(st, "rotated_at") : NULL;
+	const char *at = st ? json_get_str(st, "rotated_at") : NULL;
 	time_t t = parse_time(at);
 	char fp[20];
 
 	cJSON_AddStringToObject(o, "name", name);
-	jset_str(o, "kind", kind ? kind : (st ? jget_str(st, "kind") : NULL));
-	jset_str(o, "env", key ? key : (st ? jget_str(st, "env") : NULL));
+	json_set_str(o, "kind", kind ? kind : (st ? json_get_str(st, "kind") : NULL));
+	json_set_str(o, "env", key ? key : (st ? json_get_str(st, "env") : NULL));
 	fingerprint(v, fp);
-	jset_str(o, "fingerprint", fp);
-	jset_str(o, "rotated_at", at);
+	json_set_str(o, "fingerprint", fp_or_null(fp));
+	json_set_str(o, "rotated_at", at);
 	if (t != (time_t)-1)
 		cJSON_AddNumberToObject(o, "age_s", (double)(time(NULL) - t));
 	else

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "base/error.h"
+#include "base/event.h"
 
 struct config;
 struct envfile;
@@ -80,17 +81,8 @@ void sec_wipe_free(char *s);
 const char *sec_kind_name(enum sec_kind k);         /* random postgres-password */
 const char *sec_encoding_name(enum sec_encoding e); /* base64 base64url hex */
 
-enum sec_event {
-	SEC_EVENT_INFO,
-	SEC_EVENT_WARNING,
-	SEC_EVENT_VERBOSE,
-	SEC_EVENT_PROGRESS,      /* a line that redraws itself (the gate) */
-	SEC_EVENT_PROGRESS_DONE,
-	SEC_EVENT_ERROR,         /* reported without stopping (a failed revert step) */
-};
-
 struct sec_callbacks {
-	void (*event)(void *data, enum sec_event kind, const char *msg);
+	void (*event)(void *data, enum ops_event kind, const char *msg);
 	/* the number of the signal that asks the run to stop, or 0 */
 	int (*stop_requested)(void *data);
 	void *data;

@@ -561,9 +561,9 @@ struct run {
 	redisContext *rc;
 };
 
-static void ev(struct run *r, enum src_event kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void ev(struct run *r, enum ops_event kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void ev(struct run *r, enum src_event kind, const char *fmt, ...)
+static void ev(struct run *r, enum ops_event kind, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -935,7 +935,7 @@ static int redis_bgsave(struct run *r, long long *lastsave)
 			goto out;
 		}
 		if (step == 0)
-			ev(r, SRC_EVENT_VERBOSE, "source '%s': a save is already running, waiting for it", r->s->name);
+			ev(r, OPS_EVENT_VERBOSE, "source '%s': a save is already running, waiting for it", r->s->name);
 		freeReplyObject(rep);
 		rep = NULL;
 		if (stopping(r)) {
@@ -949,7 +949,7 @@ static int redis_bgsave(struct run *r, long long *lastsave)
 		}
 		poll_sleep(&step);
 	}
-	ev(r, SRC_EVENT_VERBOSE, "source '%s': BGSAVE: %s", r->s->name, rep->str ? rep->str : "started");
+	ev(r, OPS_EVENT_VERBOSE, "source '%s': BGSAVE: %s", r->s->name, rep->str ? rep->str : "started");
 	step = 0;
 	for (;;) {
 		long long last = 0;
@@ -1067,7 +1067,7 @@ static int redis_backup(struct run *r, const char *set_dir, struct src_entry *e)
 	cJSON_AddStringToObject(e->details, "rdb_path", rdb);
 	if (aof)
 		cJSON_AddBoolToObject(e->details, "appendonly", !strcmp(aof, "yes"));
-	ev(r, SRC_EVENT_VERBOSE, "source '%s': %llu bytes from '%s' (%lld keys, LASTSAVE %s)", r->s->name,
+	ev(r, OPS_EVENT_VERBOSE, "source '%s': %llu bytes from '%s' (%lld keys, LASTSAVE %s)", r->s->name,
 	   (unsigned long long)e->size, rdb, keys, stamp);
 out:
 	redis_close(r);
@@ -1111,7 +1111,7 @@ static int run_command(struct run *r, const char *which, const char *cmdline)
 	int ret;
 
 	po.timeout_ms = remaining_ms(r);
-	ev(r, SRC_EVENT_VERBOSE, "source '%s': %s: %s", r->s->name, which, cmdline);
+	ev(r, OPS_EVENT_VERBOSE, "source '%s': %s: %s", r->s->name, which, cmdline);
 	ret = proc_run_shell_checked(cmdline, &po, &res, r->err);
 	if (ret < 0)
 		ops_error_prefix(r->err, "%s", which);
@@ -1142,7 +1142,7 @@ static int copy_beside(struct run *r, const char *file, const char *dest, const 
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = read(in, buf, SRC_COPY_BUF), w = 0;
+		ssize_t n = read(in, buf, SRC_COPY_BUF);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1151,16 +1151,9 @@ static int copy_beside(struct run *r, const char *file, const char *dest, const 
 		}
 		if (n == 0)
 			break;
-		while (w < n) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				ret = ops_error_set(r->err, OPS_EXIT_FAILED, "cannot write '%s': %s", tmp,
-						    ops_strerror(errno));
-				goto out;
-			}
-			w += k;
+		if (fs_write_all(out, buf, (size_t)n) < 0) {
+			ret = ops_error_set(r->err, OPS_EXIT_FAILED, "cannot write '%s': %s", tmp, ops_strerror(errno));
+			goto out;
 		}
 	}
 	if (like) {
@@ -1207,7 +1200,7 @@ static int check_keys_after(struct run *r, const struct src_restore_opts *o)
 	if (r->s->check == SRC_CHECK_KEYS_EQUAL && have != want)
 		return ops_error_set(r->err, OPS_EXIT_FAILED, "the server has %lld keys after the restore, the backup had %lld",
 				     have, want);
-	ev(r, SRC_EVENT_VERBOSE, "source '%s': %lld keys after the restore", r->s->name, have);
+	ev(r, OPS_EVENT_VERBOSE, "source '%s': %lld keys after the restore", r->s->name, have);
 	return 0;
 }
 
@@ -1296,7 +1289,7 @@ static int redis_restore(struct run *r, const char *file, const struct src_resto
 		if ((ret = redis_rdb_path(r, &rdb)) < 0)
 			goto out;
 		if (redis_config_get(r, "appendonly", &aof) < 0) {
-			ev(r, SRC_EVENT_WARNING, "source '%s': cannot check appendonly (%s): a server with "
+			ev(r, OPS_EVENT_WARNING, "source '%s': cannot check appendonly (%s): a server with "
 			   "appendonly yes loads its AOF, not the restored RDB", s->name, r->err->msg.buf);
 		} else if (!strcmp(aof, "yes")) {
 			ret = ops_error_set(r->err, OPS_EXIT_FAILED,
@@ -1308,7 +1301,7 @@ static int redis_restore(struct run *r, const char *file, const struct src_resto
 		ops_error_clear(r->err);
 		redis_close(r);
 	} else if (s->rdb_path) {
-		ev(r, SRC_EVENT_WARNING, "source '%s': %s; restoring into '%s' without checking appendonly", s->name,
+		ev(r, OPS_EVENT_WARNING, "source '%s': %s; restoring into '%s' without checking appendonly", s->name,
 		   r->err->msg.buf, s->rdb_path);
 		ops_error_clear(r->err);
 		rdb = xstrdup(s->rdb_path);
@@ -1352,7 +1345,7 @@ static int redis_restore(struct run *r, const char *file, const struct src_resto
 	if ((ret = redis_wait(r, 1)) < 0 || (ret = check_keys_after(r, o)) < 0)
 		goto fail;
 	if (kept)
-		ev(r, SRC_EVENT_INFO, "source '%s': the previous RDB is kept as '%s'", s->name, kept);
+		ev(r, OPS_EVENT_INFO, "source '%s': the previous RDB is kept as '%s'", s->name, kept);
 	goto out;
 fail:
 	if (swapped) {
@@ -1570,7 +1563,7 @@ static int http_backup(struct run *r, const char *set_dir, struct src_entry *e)
 		if (cJSON_IsString(field) && is_hex64(field->valuestring))
 			server_sum = xstrdup(field->valuestring);
 	}
-	ev(r, SRC_EVENT_VERBOSE, "source '%s': snapshot '%s' created", s->name, snapshot);
+	ev(r, OPS_EVENT_VERBOSE, "source '%s': snapshot '%s' created", s->name, snapshot);
 
 	http_call_release(&c);
 	http_call_init(&c, s->download_method, NULL, 0);
@@ -1610,7 +1603,7 @@ out:
 			if (ret < 0)
 				ops_error_hint(r->err, "the snapshot '%s' is still on the server: %s", snapshot, derr.msg.buf);
 			else
-				ev(r, SRC_EVENT_WARNING, "source '%s': the snapshot '%s' is still on the server: %s", s->name,
+				ev(r, OPS_EVENT_WARNING, "source '%s': the snapshot '%s' is still on the server: %s", s->name,
 				   snapshot, derr.msg.buf);
 		}
 		ops_error_release(&derr);

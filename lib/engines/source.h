@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "base/error.h"
+#include "base/event.h"
 #include "base/strbuf.h"
 
 struct config;
@@ -108,11 +109,10 @@ cJSON *src_entry_json(const struct src_entry *e);
  * otherwise. details is copied. */
 int src_entry_parse(const cJSON *obj, struct src_entry *e, struct ops_error *err);
 
-enum src_event { SRC_EVENT_INFO, SRC_EVENT_VERBOSE, SRC_EVENT_WARNING };
 
 /* Every member may be NULL. */
 struct src_callbacks {
-	void (*event)(void *data, enum src_event kind, const char *msg);
+	void (*event)(void *data, enum ops_event kind, const char *msg);
 	/* bytes copied so far of total (0 when unknown) */
 	void (*progress)(void *data, const char *what, uint64_t done, uint64_t total);
 	/* non-zero (a signal number) when the run must stop */

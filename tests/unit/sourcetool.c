@@ -19,10 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static void on_event(void *data, enum src_event kind, const char *msg)
+static void on_event(void *data, enum ops_event kind, const char *msg)
 {
 	(void)data;
-	fprintf(stderr, "%s%s\n", kind == SRC_EVENT_WARNING ? "warning: " : "", msg);
+	fprintf(stderr, "%s%s\n", kind == OPS_EVENT_WARNING ? "warning: " : "", msg);
 }
 
 int main(int argc, char **argv)

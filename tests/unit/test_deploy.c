@@ -46,11 +46,11 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return remove(path);
 }
 
-static void on_event(void *data, enum dp_event kind, const char *msg)
+static void on_event(void *data, enum ops_event kind, const char *msg)
 {
 	static const char *const names[] = { "info", "warning", "verbose", "progress", "done", "error", "hint" };
 	struct fixture *f = data;
-	if (kind == DP_EVENT_PROGRESS || kind == DP_EVENT_PROGRESS_DONE || kind == DP_EVENT_VERBOSE)
+	if (kind == OPS_EVENT_PROGRESS || kind == OPS_EVENT_PROGRESS_DONE || kind == OPS_EVENT_VERBOSE)
 		return;
 	strbuf_addf(&f->events, "%s: %s\n", names[kind], msg);
 }
