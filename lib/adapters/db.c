@@ -11,7 +11,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static void target_add(struct db_target *t, const char *k, const char *v)
 {
@@ -79,6 +82,14 @@ char *db_redact(const char *url)
 			q += 8;
 			while (*q == ' ')
 				q++;
+			if (*q != '=' && q > p && q[-1] == ' ' && *q) {
+				/* "password SECRET", the '=' forgotten: still a secret */
+				strbuf_addstr(&sb, "password ***");
+				while (*q && !isspace((unsigned char)*q))
+					q++;
+				p = q;
+				continue;
+			}
 			if (*q != '=') {
 				strbuf_addstr(&sb, "password");
 				p = q;
@@ -169,6 +180,40 @@ static void set_display(struct db_target *t)
 	PQconninfoFree(parsed);
 }
 
+/* libpq's complaint about a URL it cannot parse quotes the URL, or a piece
+ * of it, which may be the password: the URL becomes its redacted form and
+ * a quoted piece that the redacted form lacks becomes "***". */
+static char *scrub_parse_error(const char *msg, const char *url, const char *red)
+{
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	size_t ulen = strlen(url);
+	const char *p;
+
+	for (p = msg; *p;) {
+		if (ulen && !strncmp(p, url, ulen)) {
+			strbuf_addstr(&a, red);
+			p += ulen;
+		} else {
+			strbuf_addch(&a, *p++);
+		}
+	}
+	for (p = a.buf; *p;) {
+		const char *end = *p == '"' ? strchr(p + 1, '"') : NULL;
+		if (end && end > p + 1) {
+			char *piece = xstrndup(p + 1, (size_t)(end - p - 1));
+			int secret = strstr(url, piece) && !strstr(red, piece);
+			strbuf_addf(&b, "\"%s\"", secret ? "***" : piece);
+			explicit_bzero(piece, strlen(piece));
+			free(piece);
+			p = end + 1;
+		} else {
+			strbuf_addch(&b, *p++);
+		}
+	}
+	strbuf_release_secret(&a);
+	return strbuf_detach(&b, NULL);
+}
+
 int db_target_from_url(struct db_target *t, const char *url, const char *source,
 		       struct ops_error *err)
 {
@@ -177,14 +222,16 @@ int db_target_from_url(struct db_target *t, const char *url, const char *source,
 	int ret = 0;
 
 	if (!opts) {
-		char *red = db_redact(url);
+		char *red = db_redact(url), *clean;
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addstr(&m, errmsg ? errmsg : "cannot parse");
 		strbuf_trim(&m);
+		clean = scrub_parse_error(m.buf, url, red);
 		ret = ops_error_set(err, OPS_EXIT_CONFIG, "invalid database URL '%s' (from %s): %s",
-				    red, source, m.buf);
+				    red, source, clean);
 		free(red);
-		strbuf_release(&m);
+		free(clean);
+		strbuf_release_secret(&m);
 		goto out;
 	}
 	memset(t, 0, sizeof(*t));
@@ -253,22 +300,73 @@ int db_resolve(struct db_target *t, const char *flag_url, const struct config *c
 	return 0;
 }
 
+/* The password of a child's connection, in a passfile that is an anonymous
+ * memfd of mode 0600 (nothing on disk, nothing left behind by a SIGKILL),
+ * which the child opens as /proc/OPSCTL-PID/fd/N while opsctl waits for it.
+ * Never PGPASSWORD: a process's environment stays readable in
+ * /proc/PID/environ for as long as it runs (libpq's manual advises against
+ * it too). The descriptor is close-on-exec, so no other child inherits it.
+ * NULL when the kernel has no memfd_create (then PGPASSWORD it is). */
+static char *passfile_entry(const char *password)
+{
+	struct strbuf line = STRBUF_INIT;
+	int fd = memfd_create("opsctl-pgpass", MFD_CLOEXEC), ok;
+	char *res = NULL;
+
+	if (fd < 0)
+		return NULL;
+	strbuf_addstr(&line, "*:*:*:*:");
+	for (const char *c = password; *c; c++) {
+		if (*c == ':' || *c == '\\')
+			strbuf_addch(&line, '\\');
+		strbuf_addch(&line, *c);
+	}
+	strbuf_addch(&line, '\n');
+	ok = fchmod(fd, 0600) == 0;
+	for (size_t off = 0; ok && off < line.len;) {
+		ssize_t w = write(fd, line.buf + off, line.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		ok = w > 0;
+		off += w > 0 ? (size_t)w : 0;
+	}
+	strbuf_release_secret(&line);
+	if (ok)
+		res = xstrfmt("PGPASSFILE=/proc/%ld/fd/%d", (long)getpid(), fd);
+	else
+		close(fd);
+	return res;
+}
+
 char **db_target_env(const struct db_target *t, const char *dbname)
 {
 	PQconninfoOption *defs = PQconndefaults(), *parsed = parse_expanded(t), *o;
 	size_t n = 0;
 	char **env = xcalloc(64, sizeof(char *));
+	char *passfile = NULL;
 
-	for (o = defs; o && o->keyword && n < 62; o++) {
+	for (o = defs; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "password")) {
+			const char *v = target_value(t, parsed, o);
+			if (v && *v)
+				passfile = passfile_entry(v);
+		}
+	for (o = defs; o && o->keyword && n < 60; o++) {
 		const char *v = target_value(t, parsed, o);
 		if (!o->envvar || !v || !*v)
 			continue;
 		if (!strcmp(o->keyword, "dbname") && dbname)
 			continue;
+		if (passfile && (!strcmp(o->keyword, "password") || !strcmp(o->keyword, "passfile")))
+			continue;
 		env[n++] = xstrfmt("%s=%s", o->envvar, v);
 	}
 	if (dbname)
 		env[n++] = xstrfmt("PGDATABASE=%s", dbname);
+	if (passfile) {
+		env[n++] = xstrdup("PGPASSWORD="); /* libpq: empty = none; not one of opsctl's environment */
+		env[n++] = passfile;
+	}
 	env[n] = NULL;
 	PQconninfoFree(defs);
 	PQconninfoFree(parsed);
@@ -277,7 +375,12 @@ char **db_target_env(const struct db_target *t, const char *dbname)
 
 void db_env_free(char **env)
 {
+	char mine[64];
+	size_t len = (size_t)snprintf(mine, sizeof(mine), "PGPASSFILE=/proc/%ld/fd/", (long)getpid());
+
 	for (size_t i = 0; env && env[i]; i++) {
+		if (!strncmp(env[i], mine, len))
+			close(atoi(env[i] + len)); /* the memfd of passfile_entry */
 		explicit_bzero(env[i], strlen(env[i]));
 		free(env[i]);
 	}

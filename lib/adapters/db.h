@@ -72,10 +72,13 @@ void db_diag_release(struct db_diag *d);
 int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
 		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err);
 
-/* The connection as libpq environment variables ("PGHOST=db1", ...,
- * "PGPASSWORD=..."), NULL-terminated and malloc'd, for the programs opsctl
- * runs (pg_dump, psql): a password never goes on their command line.
- * dbname (may be NULL) replaces the database. Free with db_env_free. */
+/* The connection as libpq environment variables ("PGHOST=db1", ...),
+ * NULL-terminated and malloc'd, for the programs opsctl runs (pg_dump,
+ * psql): a password never goes on their command line nor in their
+ * environment, but in a private passfile (PGPASSFILE=/proc/OPSCTL-PID/fd/N,
+ * an anonymous memfd of mode 0600, open until db_env_free), so the child
+ * must run while opsctl does. dbname (may be NULL) replaces the database.
+ * Free with db_env_free. */
 char **db_target_env(const struct db_target *t, const char *dbname);
 void db_env_free(char **env);
 /* The same server, user and settings as t, another database (restores,

@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "adapters/db.h"
 #include "base/config.h"
@@ -36,6 +39,9 @@ static void test_redact(void **state)
 	free(s);
 	s = db_redact("postgresql://app@db/app");
 	assert_string_equal(s, "postgresql://app@db/app");
+	free(s);
+	s = db_redact("host=db password s3cret user=x"); /* the '=' forgotten */
+	assert_string_equal(s, "host=db password *** user=x");
 	free(s);
 }
 
@@ -85,6 +91,12 @@ static void test_resolution_order(void **state)
 
 	assert_int_equal(db_resolve(&t, "postgresql://x:secretpw@h/db?bogus=1", NULL, NULL, &err), -OPS_EXIT_CONFIG);
 	assert_null(strstr(err.msg.buf, "secretpw"));
+	/* libpq's complaint quotes the URL, or the bad piece of the password */
+	assert_int_equal(db_resolve(&t, "postgres://x:secretpw@[::1:1/db", NULL, NULL, &err), -OPS_EXIT_CONFIG);
+	assert_null(strstr(err.msg.buf, "secretpw"));
+	assert_non_null(strstr(err.msg.buf, "\"postgres://x:***@[::1:1/db\""));
+	assert_int_equal(db_resolve(&t, "postgres://x:secret%ZZpw@h/db", NULL, NULL, &err), -OPS_EXIT_CONFIG);
+	assert_null(strstr(err.msg.buf, "secret"));
 
 	config_release(&cfg);
 	envfile_release(&env);
@@ -106,12 +118,60 @@ static void test_connect_refused(void **state)
 	ops_error_release(&err);
 }
 
+/* The password reaches pg_dump & co. through a private passfile, never
+ * PGPASSWORD (a process's environment is readable in /proc/PID/environ). */
+static void test_target_env_passfile(void **state)
+{
+	struct db_target t;
+	struct ops_error err = OPS_ERROR_INIT;
+	char **env, buf[128];
+	const char *passfile = NULL;
+	struct stat st;
+	FILE *f;
+	int fd;
+	(void)state;
+
+	clear_env();
+	assert_int_equal(db_target_from_url(&t, "postgresql://u:a%3Ab%5Cc@h:1/db", "test", &err), 0);
+	env = db_target_env(&t, "other");
+	for (size_t i = 0; env[i]; i++) {
+		if (!strncmp(env[i], "PGPASSWORD=", 11))
+			assert_string_equal(env[i], "PGPASSWORD="); /* empty: none from our environment */
+		if (!strncmp(env[i], "PGPASSFILE=", 11))
+			passfile = env[i] + 11;
+		assert_null(strstr(env[i], "a:b"));
+	}
+	assert_non_null(passfile);
+	assert_int_equal(stat(passfile, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	f = fopen(passfile, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "*:*:*:*:a\\:b\\\\c\n");
+	fd = atoi(strrchr(passfile, '/') + 1);
+	db_env_free(env);
+	assert_int_equal(fcntl(fd, F_GETFD), -1); /* closed */
+	db_target_release(&t);
+
+	/* no password: no passfile, libpq's own rules */
+	assert_int_equal(db_target_from_url(&t, "postgresql://u@h:1/db", "test", &err), 0);
+	env = db_target_env(&t, NULL);
+	for (size_t i = 0; env[i]; i++)
+		assert_int_not_equal(strncmp(env[i], "PGPASSFILE=/proc/", 17), 0);
+	db_env_free(env);
+	db_target_release(&t);
+	ops_error_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redact),
 		cmocka_unit_test(test_resolution_order),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_target_env_passfile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
