@@ -748,8 +748,16 @@ static int copy_data(struct extract_ctx *x, struct archive *in, struct archive *
 		if (declared >= 0 && entry_bytes > (uint64_t)declared)
 			return refuse(x, "entry '%s' holds more data than its header declares (%lld bytes)",
 				      name, (long long)declared);
-		if (L.archive_write_data_block(disk, buf, size, offset) < ARCHIVE_WARN)
+		r = (int)L.archive_write_data_block(disk, buf, size, offset); /* libarchive 4: the size */
+		if (r < ARCHIVE_OK) {
+			/* a failed write(2) (a full disk) is only ARCHIVE_WARN to
+			 * libarchive, the file quietly cut short: it fails the unpack */
+			int errnum = L.archive_errno(disk);
+			if (errnum > 0)
+				return ops_error_set(x->err, OPS_EXIT_FAILED, "cannot write '%s': %s",
+						     L.archive_entry_pathname(e), ops_strerror(errnum));
 			return set_lib_error(x->err, OPS_EXIT_FAILED, disk, "extract", name);
+		}
 		x->st.bytes = before + entry_bytes;
 		if (x->st.bytes >= x->next_progress) {
 			x->next_progress = x->st.bytes + ARCH_PROGRESS_STEP;
@@ -787,10 +795,15 @@ static int extract_entry(struct extract_ctx *x, struct archive *in, struct archi
 	}
 	if ((ret = copy_data(x, in, disk, e, name)) < 0)
 		goto out;
-	if (L.archive_write_finish_entry(disk) < ARCHIVE_WARN) {
+	ret = L.archive_write_finish_entry(disk);
+	/* ARCHIVE_WARN too when the file's last bytes (a sparse tail) could not be written */
+	if (ret < ARCHIVE_WARN || (ret == ARCHIVE_WARN && (L.archive_errno(disk) == ENOSPC ||
+							   L.archive_errno(disk) == EDQUOT ||
+							   L.archive_errno(disk) == EIO))) {
 		ret = set_lib_error(x->err, OPS_EXIT_FAILED, disk, "extract", name);
 		goto out;
 	}
+	ret = 0;
 	x->st.entries++;
 	if (call_progress(x->opts->progress, x->opts->progress_data, &x->st, name))
 		ret = ops_error_set(x->err, OPS_EXIT_ABORTED, "extraction of '%s' cancelled",

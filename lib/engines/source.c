@@ -559,6 +559,7 @@ struct run {
 	uint64_t total;
 	/* redis */
 	redisContext *rc;
+	int64_t io_timeout_ms; /* each command's, set on connecting */
 };
 
 static void ev(struct run *r, enum ops_event kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -709,6 +710,8 @@ static void redis_close(struct run *r)
 
 enum { CONNECT_QUIET = 1, CONNECT_NO_AUTH = 2 };
 
+static int redis_no_reply(struct run *r, const char *what);
+
 /* Connects (and AUTHs) within connect_timeout. CONNECT_QUIET: fail without
  * touching the error record (polling for the server to go or come back). */
 static int redis_connect(struct run *r, unsigned flags)
@@ -738,12 +741,13 @@ static int redis_connect(struct run *r, unsigned flags)
 		goto out;
 	}
 	redisSetTimeout(r->rc, tv);
+	r->io_timeout_ms = t;
 	if (s->password && !(flags & CONNECT_NO_AUTH)) {
 		rep = s->username ? redisCommand(r->rc, "AUTH %s %s", s->username, s->password)
 				  : redisCommand(r->rc, "AUTH %s", s->password);
 		if (!rep || rep->type == REDIS_REPLY_ERROR) {
-			ret = ops_error_set(r->err, OPS_EXIT_FAILED, "AUTH failed: %s",
-					    rep ? rep->str : r->rc->errstr);
+			ret = rep ? ops_error_set(r->err, OPS_EXIT_FAILED, "AUTH failed: %s", rep->str)
+				  : redis_no_reply(r, "AUTH");
 			if (rep)
 				ops_error_hint(r->err, "check %s in the env file", s->password_env);
 			goto out;
@@ -770,12 +774,26 @@ static redisReply *rcmd(struct run *r, const char *fmt, ...)
 	return rep;
 }
 
+/* "WHAT failed: ..." for a command that got no reply: a server that
+ * accepted and never answered is named as such, not as hiredis's EAGAIN. */
+static int redis_no_reply(struct run *r, const char *what)
+{
+	if (r->rc->err == REDIS_ERR_IO && !strcasecmp(r->rc->errstr, ops_strerror(EAGAIN))) {
+		ops_error_set(r->err, OPS_EXIT_UNREACHABLE, "%s failed: no answer within %lldms", what,
+			      (long long)r->io_timeout_ms);
+		ops_error_hint(r->err, "the server accepted the connection and did not answer; is it Redis, "
+			       "and not stopped? ([source \"%s\"] address, connect_timeout)", r->s->name);
+		return -OPS_EXIT_UNREACHABLE;
+	}
+	return ops_error_set(r->err, OPS_EXIT_FAILED, "%s failed: %s", what,
+			     r->rc->err ? r->rc->errstr : "no answer");
+}
+
 /* A reply that is not an error, or NULL with "WHAT failed: ..." in err. */
 static redisReply *rcmd_ok(struct run *r, const char *what, redisReply *rep)
 {
 	if (!rep) {
-		ops_error_set(r->err, OPS_EXIT_FAILED, "%s failed: %s", what,
-			      r->rc->err ? r->rc->errstr : "no answer");
+		redis_no_reply(r, what);
 		return NULL;
 	}
 	if (rep->type == REDIS_REPLY_ERROR) {
@@ -923,7 +941,7 @@ static int redis_bgsave(struct run *r, long long *lastsave)
 		freeReplyObject(rep);
 		rep = rcmd(r, "BGSAVE");
 		if (!rep) {
-			ret = ops_error_set(r->err, OPS_EXIT_FAILED, "BGSAVE failed: %s", r->rc->errstr);
+			ret = redis_no_reply(r, "BGSAVE");
 			goto out;
 		}
 		if (rep->type != REDIS_REPLY_ERROR)
