@@ -317,6 +317,14 @@ static int step(struct run *r, enum rel_step s)
 	return 0;
 }
 
+/* 1 when the journal's step is s already (blue-green journals record
+ * before it stops the old slot). */
+static int journal_at(const struct run *r, enum rel_step s)
+{
+	const char *at = r->journal ? json_get_str(r->journal, "step") : NULL;
+	return at && !strcmp(at, rel_step_name(s));
+}
+
 /* The environment of hooks and service commands. */
 static char **command_env(const struct run *r, const char *release, const char *previous, const char *slot,
 			  const char *port)
@@ -337,6 +345,24 @@ static char **command_env(const struct run *r, const char *release, const char *
 
 /* Runs an operator-written command (hook, service command) with the
  * release in its environment. what names it in messages ("before_switch"). */
+/* The pid (and start time) of the command running now, in the journal: a
+ * recovery waits for what a killed run left running (a restart, a slot's
+ * start or stop) before it runs commands of its own. */
+static void note_command_pid(pid_t pid, void *data)
+{
+	struct run *r = data;
+	struct ops_error ignored = OPS_ERROR_INIT;
+
+	if (!r->journal)
+		return;
+	cJSON_DeleteItemFromObjectCaseSensitive(r->journal, "command_pid");
+	cJSON_DeleteItemFromObjectCaseSensitive(r->journal, "command_ticks");
+	cJSON_AddNumberToObject(r->journal, "command_pid", (double)pid);
+	cJSON_AddNumberToObject(r->journal, "command_ticks", (double)proc_start_ticks(pid));
+	rel_journal_write(r->s->state_dir, r->journal, &ignored);
+	ops_error_release(&ignored);
+}
+
 static int run_command(struct run *r, const char *what, const char *cmdline, const char *release,
 		       const char *previous, const char *slot, const char *port, int64_t timeout_ms)
 {
@@ -348,6 +374,8 @@ static int run_command(struct run *r, const char *what, const char *cmdline, con
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)env;
 	po.timeout_ms = timeout_ms;
+	po.on_start = note_command_pid;
+	po.on_start_data = r;
 	ev(r, OPS_EVENT_VERBOSE, "running %s: %s", what, cmdline);
 	ret = proc_run_shell_checked(cmdline, &po, &res, r->err);
 	if (ret < 0)
@@ -815,12 +843,34 @@ static int recover(struct run *r)
 
 	if (rel_journal_read(s->state_dir, &j, r->err) < 0)
 		return r->err->code;
-	if (!j)
+	if (!j) {
+		/* a run killed while it wrote its first journal left its temporary file */
+		char *path = xstrfmt("%s/deploy/journal.json", s->state_dir);
+		fs_remove_stale_tmp(path, 0);
+		free(path);
 		return 0;
+	}
+	{
+		/* a command the killed run started may still be running: it ends first */
+		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(j, "command_pid");
+		const cJSON *ticks = cJSON_GetObjectItemCaseSensitive(j, "command_ticks");
+		if (cJSON_IsNumber(pid) && cJSON_IsNumber(ticks) &&
+		    proc_start_ticks((pid_t)pid->valuedouble) == (unsigned long long)ticks->valuedouble) {
+			int64_t wait_ms = s->service_timeout_ms > s->hook_timeout_ms ? s->service_timeout_ms
+										  : s->hook_timeout_ms;
+			ev(r, OPS_EVENT_INFO, "waiting for a command of the interrupted run (pid %d) to finish",
+			   (int)pid->valuedouble);
+			if (!proc_wait_gone((pid_t)pid->valuedouble, (unsigned long long)ticks->valuedouble,
+					    wait_ms > 0 ? wait_ms : 300000))
+				ev(r, OPS_EVENT_WARNING, "a command of the interrupted run (pid %d) is still running",
+				   (int)pid->valuedouble);
+		}
+	}
 	action = rel_recovery_for(j);
 	kind = json_get_str(j, "kind");
 	/* blue-green has no half-switched rollback: it goes back to the old upstream */
 	if (action == REL_RECOVER_FINISH && !strcmp(kind, "rollback") &&
+	    rel_step_parse(json_get_str(j, "step")) < REL_STEP_RECORD &&
 	    !strcmp(json_get_str(j, "strategy") ? json_get_str(j, "strategy") : "", "blue-green"))
 		action = REL_RECOVER_ROLLBACK;
 	release = json_get_str(j, "release");
@@ -860,6 +910,8 @@ static int recover(struct run *r)
 		code = r->err->code;
 		goto out;
 	}
+	if (is_bluegreen(&k) && s->upstream_file)
+		fs_remove_stale_tmp(s->upstream_file, 0);
 
 	if (action == REL_RECOVER_DISCARD) {
 		const cJSON *plan = cJSON_GetObjectItemCaseSensitive(j, "migrations_plan");
@@ -880,11 +932,23 @@ static int recover(struct run *r)
 				ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
 			ops_error_clear(r->err);
 		}
-		if (!strcmp(kind, "deploy") && release && (!current || strcmp(current, release)))
+		if (!strcmp(kind, "deploy") && release && (!current || strcmp(current, release))) {
 			if (rel_remove(s->root, release, r->err) < 0) {
 				code = r->err->code;
 				goto out;
 			}
+			/* a slot linked to the removed release gets back what it held */
+			for (size_t i = 0; i < s->nslots; i++) {
+				char *link = xstrfmt("slots/%s", s->slots[i].name), *held = NULL;
+				const char *old = json_get_str(j, "slot_release_old");
+				if (rel_read_link(s->root, link, &held, r->err) == 0 && held && !strcmp(held, release) &&
+				    rel_switch(s->root, link, old && rel_exists(s->root, old) ? old : NULL, r->err) < 0)
+					ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
+				ops_error_clear(r->err);
+				free(held);
+				free(link);
+			}
+		}
 		if (rel_clean(s->root, r->err) < 0) {
 			code = r->err->code;
 			goto out;
@@ -903,19 +967,43 @@ static int recover(struct run *r)
 		}
 	} else {
 		/* the gate had passed (deploy), or a rollback's target is to be
-		 * serving: make sure it is, then record it */
-		if (!strcmp(kind, "rollback") && release && (!current || strcmp(current, release))) {
+		 * serving: make sure it is, then record it. A rollback killed
+		 * after its switch may not have restarted (killed before the
+		 * restart began, or during it) nor gated: both are done again. */
+		int rstep = rel_step_parse(json_get_str(j, "step"));
+		int moved = current && release && !strcmp(current, release);
+		if (!strcmp(kind, "rollback") && release && (!moved || rstep < REL_STEP_RECORD)) {
 			struct strbuf why = STRBUF_INIT;
-			if (rel_switch(s->root, "current", release, r->err) < 0 ||
-			    restart_service(&k, release, previous) < 0 || gate(&k, NULL, &why) != 0) {
+			if ((!moved && rel_switch(s->root, "current", release, r->err) < 0) ||
+			    ((!moved || rstep <= REL_STEP_RESTART) && restart_service(&k, release, previous) < 0) ||
+			    gate(&k, NULL, &why) != 0) {
 				if (why.len)
 					ops_error_set(r->err, OPS_EXIT_ROLLBACK_FAILED, "the checks failed: %s", why.buf);
 				code = OPS_EXIT_ROLLBACK_FAILED;
 			}
 			strbuf_release(&why);
 		}
+		if (!code && is_bluegreen(&k) && json_get_str(j, "old_slot")) {
+			/* killed while the old slot drained or stopped: it stops now */
+			const char *old_slot = json_get_str(j, "old_slot");
+			char *live = live_slot(s);
+			if (!live || strcmp(live, old_slot)) {
+				drain(&k, old_slot);
+				if (slot_command(&k, "stopping", s->bg_stop, old_slot, previous, release) < 0)
+					ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
+				ops_error_clear(r->err);
+			}
+			free(live);
+		}
 		if (!code && !strcmp(kind, "deploy"))
 			prune(&k);
+		/* a run killed while it pruned left a release half removed in .trash-ID */
+		{
+			struct ops_error ce = OPS_ERROR_INIT;
+			if (rel_clean(s->root, &ce) < 0)
+				ev(r, OPS_EVENT_WARNING, "%s", ce.msg.buf);
+			ops_error_release(&ce);
+		}
 	}
 	k.res.recovered = cJSON_CreateObject();
 	cJSON_AddStringToObject(k.res.recovered, "action", rel_recovery_name(action));
@@ -974,6 +1062,16 @@ static int switch_bluegreen(struct run *r)
 	r->old_slot = live;
 	json_set_str(r->journal, "slot", r->res.slot);
 	json_set_str(r->journal, "old_slot", r->old_slot);
+	{
+		/* what the idle slot held, for a recovery that removes the release */
+		char *link = xstrfmt("slots/%s", idle->name), *held = NULL;
+		struct ops_error ignored = OPS_ERROR_INIT;
+		rel_read_link(root, link, &held, &ignored);
+		json_set_str(r->journal, "slot_release_old", held);
+		ops_error_release(&ignored);
+		free(held);
+		free(link);
+	}
 	if ((ret = step(r, REL_STEP_START)) < 0)
 		goto out;
 	{
@@ -1064,6 +1162,12 @@ static int switch_bluegreen(struct run *r)
 		strbuf_addbuf(&r->failure, &r->err->msg);
 		code = roll_back(r, r->journal);
 		goto out;
+	}
+	/* The gate passed: from here on a killed run is finished, not rolled
+	 * back (the old slot may be stopped already); the recovery stops it. */
+	if (step(r, REL_STEP_RECORD) < 0) {
+		ev(r, OPS_EVENT_WARNING, "%s", r->err->msg.buf);
+		ops_error_clear(r->err);
 	}
 	if (r->old_slot)
 		drain(r, r->old_slot);
@@ -1351,12 +1455,16 @@ static int deploy_steps(struct run *r)
 		discard_release(r);
 		if (stop_signal(r) && code == OPS_EXIT_ABORTED)
 			ops_error_prefix(r->err, "deploy of '%s'", r->res.release);
+		/* say what an operator most wants to know after a full disk or a failed migration */
+		if ((code == OPS_EXIT_FAILED || code == OPS_EXIT_UNREACHABLE) && !r->err->hint.len && r->res.previous)
+			ops_error_hint(r->err, "nothing was switched: '%s' is still the current release",
+				       r->res.previous);
 		return code;
 	}
 	cJSON_AddItemToObject(r->journal, "migrations", cJSON_Duplicate(r->res.migrations, 1));
 	if ((code = switch_and_gate(r)) != 0)
 		return code;
-	if (step(r, REL_STEP_RECORD) < 0)
+	if (!journal_at(r, REL_STEP_RECORD) && step(r, REL_STEP_RECORD) < 0)
 		return r->err->code;
 	record_run(r, 0);
 	step(r, REL_STEP_PRUNE);
@@ -1724,7 +1832,7 @@ int dp_rollback(const struct dp_settings *s, const struct dp_rollback_opts *o, c
 	}
 	if (code == 0 && cJSON_GetArraySize(versions))
 		code = undo_schema(&r, schema_dir, versions);
-	if (code == 0)
+	if (code == 0 && !journal_at(&r, REL_STEP_RECORD))
 		step(&r, REL_STEP_RECORD);
 	record_run(&r, code);
 	run_end(&r, code);

@@ -630,6 +630,8 @@ int rel_journal_clear(const char *state_dir, struct ops_error *err)
 	char *path = journal_path(state_dir), *dir = xstrfmt("%s/deploy", state_dir);
 	int ret = 0;
 
+	/* a run killed while it wrote the journal left its temporary file */
+	fs_remove_stale_tmp(path, 0);
 	if (unlink(path) < 0) {
 		if (errno != ENOENT)
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot remove '%s': %s", path,

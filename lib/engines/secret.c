@@ -553,7 +553,9 @@ static int pending_step(struct run *r, const char *step)
 	return ret;
 }
 
-/* Overwrites the pending file with zeros, then removes it. */
+/* Removes the pending file, then overwrites its bytes with zeros through
+ * the descriptor still open: a run killed half way never leaves a zeroed
+ * (unreadable) pending file behind that would block every later run. */
 static int pending_wipe(const char *path, struct ops_error *err)
 {
 	struct stat st;
@@ -561,6 +563,17 @@ static int pending_wipe(const char *path, struct ops_error *err)
 	char *dir;
 	int ret;
 
+	if (unlink(path) < 0 && errno != ENOENT) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot remove '%s': %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	dir = xstrdup(path);
+	*strrchr(dir, '/') = '\0';
+	ret = fs_fsync_dir(dir, err);
+	free(dir);
+	test_kill_at("wipe");
 	if (fd >= 0) {
 		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
 			char zeros[4096];
@@ -576,12 +589,6 @@ static int pending_wipe(const char *path, struct ops_error *err)
 		}
 		close(fd);
 	}
-	if (unlink(path) < 0 && errno != ENOENT)
-		return ops_error_set(err, OPS_EXIT_FAILED, "cannot remove '%s': %s", path, strerror(errno));
-	dir = xstrdup(path);
-	*strrchr(dir, '/') = '\0';
-	ret = fs_fsync_dir(dir, err);
-	free(dir);
 	return ret;
 }
 
@@ -773,6 +780,24 @@ static int test_login(struct run *r, const char *role, const char *password)
 
 /* ---- the service ---- */
 
+/* The restart's pid (and start time) in the pending file: a recovery waits
+ * for a restart that a killed run left running before it restarts the
+ * service itself (two restarts at once can leave it stopped). */
+static void note_restart_pid(pid_t pid, void *data)
+{
+	struct run *r = data;
+	struct ops_error ignored = OPS_ERROR_INIT;
+
+	if (!r->pending || !r->pending_path || !fs_exists(r->pending_path))
+		return;
+	cJSON_DeleteItemFromObjectCaseSensitive(r->pending, "restart_pid");
+	cJSON_DeleteItemFromObjectCaseSensitive(r->pending, "restart_ticks");
+	cJSON_AddNumberToObject(r->pending, "restart_pid", (double)pid);
+	cJSON_AddNumberToObject(r->pending, "restart_ticks", (double)proc_start_ticks(pid));
+	write_json_0600(r->pending_path, r->pending, &ignored);
+	ops_error_release(&ignored);
+}
+
 static int restart_service(struct run *r)
 {
 	struct proc_opts po;
@@ -781,6 +806,8 @@ static int restart_service(struct run *r)
 
 	memset(&po, 0, sizeof(po));
 	po.timeout_ms = r->s->service_timeout_ms;
+	po.on_start = note_restart_pid;
+	po.on_start_data = r;
 	ev(r, OPS_EVENT_INFO, "restarting: %s", r->s->restart);
 	r->restart_ran = 1;
 	ret = proc_run_shell_checked(r->s->restart, &po, &pr, r->err);
@@ -919,6 +946,24 @@ static void record(struct run *r, int code, const char *action)
 
 /* ---- undoing ---- */
 
+/* The old password set again over the admin connection. When the server
+ * restarted meanwhile (the session is gone, the server is back), once more
+ * over a new connection: else the role keeps a password only the pending
+ * file knows. */
+static int set_old_password(struct run *r)
+{
+	if (admin_connect(r, r->new_value) == 0 && set_password(r, r->role, r->old_value) == 0)
+		return 0;
+	if (!r->conn || PQstatus(r->conn) != CONNECTION_BAD)
+		return -1;
+	PQfinish(r->conn);
+	r->conn = NULL;
+	ops_error_clear(r->err);
+	if (admin_connect(r, r->new_value) == 0 && set_password(r, r->role, r->old_value) == 0)
+		return 0;
+	return -1;
+}
+
 /* Puts the old value back wherever this run (or the killed one whose
  * pending file is loaded) changed it, then restarts the service if it had
  * been restarted. Errors are reported as events. 0 when everything is back;
@@ -932,6 +977,16 @@ static int revert(struct run *r, const char *why)
 
 	r->err = &e;
 	ev(r, OPS_EVENT_INFO, "putting the old value back (%s)", why);
+	if (r->restart_ran && r->s->restart && r->pending && r->pending_path && fs_exists(r->pending_path) &&
+	    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->pending, "restart_ran"))) {
+		/* a run killed from here on leaves the env file with the old value
+		 * while the service may run with the new one: its recovery must
+		 * restart the service again */
+		cJSON_AddBoolToObject(r->pending, "restart_ran", 1);
+		if (write_json_0600(r->pending_path, r->pending, &e) < 0)
+			ev(r, OPS_EVENT_WARNING, "%s", e.msg.buf);
+		ops_error_release(&e);
+	}
 	if (r->env_written) {
 		/* a write that failed before its rename left the file as it was
 		 * (and a full disk would refuse this one too) */
@@ -963,7 +1018,7 @@ static int revert(struct run *r, const char *why)
 		} else if (!r->old_value) {
 			ev(r, OPS_EVENT_ERROR, "the old password of role '%s' is not known: it cannot be set again", r->role);
 			failures++;
-		} else if (admin_connect(r, r->new_value) < 0 || set_password(r, r->role, r->old_value) < 0) {
+		} else if (set_old_password(r) < 0) {
 			ev(r, OPS_EVENT_ERROR, "cannot set the old password of role '%s' again: %s", r->role, e.msg.buf);
 			failures++;
 		} else {
@@ -971,12 +1026,7 @@ static int revert(struct run *r, const char *why)
 		}
 		ops_error_release(&e);
 	}
-	/* the values are back (or not): the pending file goes only when they are */
-	if (!failures && r->pending_path && pending_wipe(r->pending_path, &e) < 0) {
-		ev(r, OPS_EVENT_ERROR, "%s", e.msg.buf);
-		failures++;
-	}
-	ops_error_release(&e);
+	test_kill_at("reverting");
 	if (r->restart_ran && r->s->restart) {
 		if (restart_service(r) < 0) {
 			ev(r, OPS_EVENT_ERROR, "the service did not restart with the old value: %s", e.msg.buf);
@@ -984,6 +1034,13 @@ static int revert(struct run *r, const char *why)
 		}
 		ops_error_release(&e);
 	}
+	/* the values are back (or not): the pending file goes only when they
+	 * are, and after the service was restarted with them */
+	if (!failures && r->pending_path && pending_wipe(r->pending_path, &e) < 0) {
+		ev(r, OPS_EVENT_ERROR, "%s", e.msg.buf);
+		failures++;
+	}
+	ops_error_release(&e);
 	r->err = saved;
 	return failures ? -1 : restart_failed;
 }
@@ -1049,6 +1106,8 @@ static int load_pending(struct run *r, const char *path)
 	if (json_get_str(doc, "env_before"))
 		strbuf_addstr(&r->env_before, json_get_str(doc, "env_before"));
 	r->env_path = xstrdup(env_file);
+	/* the killed run's env file write, if it was cut short before its rename */
+	fs_remove_stale_tmp(r->env_path, 1);
 	ret = 0;
 	return ret;
 }
@@ -1087,6 +1146,20 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	set_str(&r->res->env_key, key);
 	ev(r, OPS_EVENT_INFO, "a rotation of '%s' was interrupted after step '%s': %s", name, step ? step : "?",
 	   holds_new ? "finishing it" : "undoing it");
+	{
+		/* a restart the killed run started may still be running: it ends first */
+		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(r->pending, "restart_pid");
+		const cJSON *ticks = cJSON_GetObjectItemCaseSensitive(r->pending, "restart_ticks");
+		if (cJSON_IsNumber(pid) && cJSON_IsNumber(ticks) &&
+		    proc_start_ticks((pid_t)pid->valuedouble) == (unsigned long long)ticks->valuedouble) {
+			ev(r, OPS_EVENT_INFO, "waiting for the interrupted run's restart (pid %d) to finish",
+			   (int)pid->valuedouble);
+			if (!proc_wait_gone((pid_t)pid->valuedouble, (unsigned long long)ticks->valuedouble,
+					    r->s->service_timeout_ms > 0 ? r->s->service_timeout_ms : 120000))
+				ev(r, OPS_EVENT_WARNING, "the interrupted run's restart (pid %d) is still running",
+				   (int)pid->valuedouble);
+		}
+	}
 	if (json_get_str(r->pending, "role")) {
 		/* the admin connection as the killed run resolved it: from the env
 		 * file as it was then (DB_* variables may be the only source) */
@@ -1103,7 +1176,9 @@ static int recover_one(struct run *r, const struct sec_settings *s_named, const 
 	if (!holds_new) {
 		/* the env file never got the new value: nothing used it */
 		r->env_written = 0;
-		r->restart_ran = 0;
+		/* nothing read it, unless the killed run was putting the old value
+		 * back after a restart on the new one */
+		r->restart_ran = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->pending, "restart_ran"));
 		r->db_set = r->role && strcmp(json_get_str(r->pending, "strategy") ? json_get_str(r->pending, "strategy") : "",
 					      "alternating");
 		if (r->db_set && (ret = admin_connect(r, r->new_value)) < 0)
@@ -1168,6 +1243,14 @@ static int recover_all(struct run *r, cJSON **recovered)
 		char *name;
 		int have_other = 0;
 
+		if (n > 11 && !strncmp(de->d_name + n - 11, ".tmp-", 5)) {
+			/* a state or pending file whose write was killed before its
+			 * rename: it may hold the values */
+			char *dest = xstrfmt("%s/%.*s", r->secrets_dir, (int)(n - 11), de->d_name);
+			fs_remove_stale_tmp(dest, 1);
+			free(dest);
+			continue;
+		}
 		if (n <= suffix || strcmp(de->d_name + n - suffix, ".pending.json"))
 			continue;
 		name = xstrndup(de->d_name, n - suffix);

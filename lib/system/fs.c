@@ -5,6 +5,7 @@
 #include "system/clock.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -134,6 +135,86 @@ int fs_write_replace(const char *path, const void *data, size_t len, int mode, s
 	return write_replace(path, data, len, mode, 0, err);
 }
 
+int fs_remove_stale_tmp(const char *path, int wipe)
+{
+	char *dir = dir_of(path);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	size_t blen = strlen(base);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int removed = 0;
+
+	if (!d) {
+		free(dir);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		/* exactly what write_replace's mkostemp makes: BASE.tmp-XXXXXX */
+		if (strlen(de->d_name) != blen + 11 || strncmp(de->d_name, base, blen) ||
+		    strncmp(de->d_name + blen, ".tmp-", 5))
+			continue;
+		char *tmp = xstrfmt("%s/%s", dir, de->d_name);
+		if (wipe) {
+			int fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+			struct stat st;
+			if (fd >= 0) {
+				if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+					char zeros[4096];
+					off_t left = st.st_size;
+					memset(zeros, 0, sizeof(zeros));
+					while (left > 0) {
+						size_t n = left > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)left;
+						if (fs_write_all(fd, zeros, n) < 0)
+							break;
+						left -= (off_t)n;
+					}
+					fsync(fd);
+				}
+				close(fd);
+			}
+		}
+		if (unlink(tmp) == 0)
+			removed++;
+		free(tmp);
+	}
+	closedir(d);
+	free(dir);
+	return removed;
+}
+
+/* A write(2) of a line cut short by SIGKILL (the kernel stops a write
+ * between pages when a fatal signal is pending) leaves a line without its
+ * '\n' at the end of the file: it is cut off, back to the last whole line,
+ * so that the next line does not continue it. */
+static void drop_torn_tail(int fd)
+{
+	struct stat st;
+	char buf[4096];
+	off_t off;
+
+	if (fstat(fd, &st) < 0 || st.st_size <= 0)
+		return;
+	if (pread(fd, buf, 1, st.st_size - 1) != 1 || buf[0] == '\n')
+		return;
+	for (off = st.st_size; off > 0;) {
+		size_t chunk = off > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)off;
+		ssize_t got = pread(fd, buf, chunk, off - (off_t)chunk);
+		if (got != (ssize_t)chunk)
+			return;
+		for (size_t i = chunk; i-- > 0;)
+			if (buf[i] == '\n') {
+				if (ftruncate(fd, off - (off_t)chunk + (off_t)i + 1) < 0) {
+					/* the next line then follows the fragment: no worse */
+				}
+				return;
+			}
+		off -= (off_t)chunk;
+	}
+	if (ftruncate(fd, 0) < 0) {
+		/* as above */
+	}
+}
+
 int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -141,11 +222,17 @@ int fs_append_line(const char *path, const char *line, int mode, struct ops_erro
 	int fd, ret = 0;
 	ssize_t n;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode < 0 ? 0644 : (mode_t)mode);
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, mode < 0 ? 0644 : (mode_t)mode);
 	if (fd < 0) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot open '%s': %s", path, ops_strerror(errno));
 		goto out;
 	}
+	/* Appenders take turns (a flock of the file itself, released by close
+	 * or by the kernel when the holder dies), so that the one after a
+	 * killed one can repair its torn line. */
+	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+		;
+	drop_torn_tail(fd);
 	strbuf_addstr(&sb, line);
 	if (!sb.len || sb.buf[sb.len - 1] != '\n')
 		strbuf_addch(&sb, '\n');

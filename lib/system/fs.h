@@ -19,9 +19,16 @@ int fs_write_atomic(const char *path, const void *data, size_t len, int mode,
  * change. For state that is only a shortcut (an upload's resume point),
  * written too often to wait for the disk each time. */
 int fs_write_replace(const char *path, const void *data, size_t len, int mode, struct ops_error *err);
+/* Removes the temporary files (PATH.tmp-XXXXXX) that writes of path killed
+ * before their rename left beside it; wipe: overwritten with zeros first
+ * (they may hold secrets). Call it holding the lock that guards path's
+ * writers. Returns how many were removed. */
+int fs_remove_stale_tmp(const char *path, int wipe);
 /* write(2) until every byte is written (EINTR retried): 0, or -1 with errno. */
 int fs_write_all(int fd, const void *data, size_t len);
-/* Appends one line (adds '\n' if missing) with O_APPEND and fsyncs it. */
+/* Appends one line (adds '\n' if missing) with O_APPEND and fsyncs it,
+ * under a flock of the file; a torn last line (a writer killed mid-write)
+ * is cut off first. */
 int fs_append_line(const char *path, const char *line, int mode, struct ops_error *err);
 /* Reads a whole file (up to max bytes; 0 = no limit) into out. */
 int fs_read_file(const char *path, struct strbuf *out, size_t max, struct ops_error *err);

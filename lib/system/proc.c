@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -290,6 +291,8 @@ static int run(const char *const *argv, const char *name, const struct proc_opts
 			   opts->inherit_stdio ? -1 : out_pipe[1] >= 0 ? out_pipe[1] : devnull,
 			   opts->inherit_stdio ? -1 : err_pipe[1] >= 0 ? err_pipe[1] : devnull,
 			   report[1]);
+	if (opts->on_start)
+		opts->on_start(pid, opts->on_start_data);
 
 	close_fd(&in_pipe[0]);
 	close_fd(&out_pipe[1]);
@@ -548,6 +551,52 @@ int proc_run_shell_checked(const char *cmdline, const struct proc_opts *opts,
 	int ret = run_checked(argv, name, opts, res, err);
 	free(name);
 	return ret;
+}
+
+unsigned long long proc_start_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long ticks = 0;
+	const char *p;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* after "pid (comm) ": state is field 3, starttime field 22 */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	if (p[1] == ' ' && p[2] == 'Z')
+		return 0; /* a zombie has finished */
+	for (field = 2; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field == 22)
+		ticks = strtoull(p, NULL, 10);
+	return ticks;
+}
+
+int proc_wait_gone(pid_t pid, unsigned long long start_ticks, int64_t timeout_ms)
+{
+	int64_t deadline = timeout_ms >= 0 ? monotonic_ms() + timeout_ms : 0;
+	struct timespec ts = { 0, 50 * 1000000L };
+
+	if (pid <= 0 || !start_ticks)
+		return 1;
+	while (proc_start_ticks(pid) == start_ticks) {
+		if (timeout_ms >= 0 && monotonic_ms() >= deadline)
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return 1;
 }
 
 /* Streaming children (proc_start/proc_finish/proc_kill). */

@@ -19,7 +19,20 @@ struct proc_opts {
 	struct strbuf *errout;      /* captured stderr, or NULL to discard */
 	size_t capture_max;         /* cap per stream (0 = 1 MiB); the rest is read and dropped */
 	int inherit_stdio;          /* 1: child writes to our stdout/stderr directly (out/errout ignored) */
+	/* called in the parent once the child runs (before waiting for it): a
+	 * caller records the pid where the next run finds it if this one is
+	 * killed (see proc_wait_gone); may be NULL */
+	void (*on_start)(pid_t pid, void *data);
+	void *on_start_data;
 };
+
+/* The start time of process pid (/proc/PID/stat, clock ticks since boot),
+ * 0 when it does not exist: with the pid it names one process, even after
+ * the pid is reused. */
+unsigned long long proc_start_ticks(pid_t pid);
+/* Waits until the process (pid, start ticks) is gone, at most timeout_ms
+ * (< 0: no limit), polling. 1 when it is gone (or never was), 0 on timeout. */
+int proc_wait_gone(pid_t pid, unsigned long long start_ticks, int64_t timeout_ms);
 
 struct proc_result {
 	int exited;        /* 1 if it exited normally */

@@ -225,6 +225,54 @@ static void test_append_line(void **state)
 	ops_error_release(&err);
 }
 
+/* What a write killed between mkostemp and rename leaves goes; files that
+ * only look alike stay. */
+static void test_remove_stale_tmp(void **state)
+{
+	const char *dir = *state;
+	char *path = xstrfmt("%s/journal.json", dir);
+	char *stale = xstrfmt("%s/journal.json.tmp-AbC123", dir);
+	char *other = xstrfmt("%s/journal.json.tmp-AbC1234", dir);
+	char *unrelated = xstrfmt("%s/other.json.tmp-AbC123", dir);
+	struct stat st;
+
+	write_plain(path, "{}");
+	write_plain(stale, "{\"secret\": \"half written");
+	write_plain(other, "x");
+	write_plain(unrelated, "x");
+	assert_int_equal(fs_remove_stale_tmp(path, 1), 1);
+	assert_int_not_equal(stat(stale, &st), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(stat(other, &st), 0);
+	assert_int_equal(stat(unrelated, &st), 0);
+	assert_int_equal(fs_remove_stale_tmp(path, 0), 0);
+	free(path);
+	free(stale);
+	free(other);
+	free(unrelated);
+}
+
+/* A line torn by a writer killed mid-write is cut off before the next one. */
+static void test_append_line_after_torn(void **state)
+{
+	struct ops_error err = OPS_ERROR_INIT;
+	char *path = xstrfmt("%s/history.jsonl", (char *)*state);
+	char *text;
+
+	write_plain(path, "{\"a\":1}\n{\"b\":");
+	assert_int_equal(fs_append_line(path, "{\"c\":3}", 0600, &err), 0);
+	text = slurp(path);
+	assert_string_equal(text, "{\"a\":1}\n{\"c\":3}\n");
+	free(text);
+	write_plain(path, "{\"torn\":");
+	assert_int_equal(fs_append_line(path, "{\"d\":4}", 0600, &err), 0);
+	text = slurp(path);
+	assert_string_equal(text, "{\"d\":4}\n");
+	free(text);
+	free(path);
+	ops_error_release(&err);
+}
+
 static void test_read_file_limit(void **state)
 {
 	struct ops_error err = OPS_ERROR_INIT;
@@ -411,6 +459,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_atomic_failure_keeps_original, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_write_atomic_onto_directory, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_append_line, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_remove_stale_tmp, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_append_line_after_torn, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_read_file_limit, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_mkdir_p, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_lock_held_by_child, setup_dir, teardown_dir),
