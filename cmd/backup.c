@@ -1126,7 +1126,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 {
 	const char *dir = NULL, *target = NULL;
 	long jobs = JOBS_UNSET;
-	int files = -1, sources = -1, remote_plan = 0, n, ret, code;
+	int files = -1, sources = -1, remote_plan = 0, fetch_tried = 0, n, ret, code;
 	struct bk_settings s;
 	struct bk_list l;
 	struct bk_entry direct;
@@ -1175,8 +1175,10 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 			/* under the lock: a backup starting meanwhile removes every .tmp-* of the dir */
 			if (!ctx->dry_run)
 				ret = take_lock(ctx, &lock, "opsctl restore");
-			if (ctx->dry_run || ret == 0)
+			if (ctx->dry_run || ret == 0) {
+				fetch_tried = !ctx->dry_run;
 				ret = fetch_remote(ctx, &s, n ? argv[0] : "latest", &direct);
+			}
 			e = ret == 0 ? &direct : NULL;
 			remote_plan = ret == 0 && ctx->dry_run;
 		}
@@ -1186,6 +1188,13 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 				 &ctx->err);
 	if (ret < 0) {
 		code = fail_json(ctx, "restore");
+		/* a fetch that failed (the disk full, the storage down) is a restore that ran */
+		if (fetch_tried && code != OPS_EXIT_LOCKED && code != OPS_EXIT_ABORTED) {
+			fields = cJSON_CreateObject();
+			cJSON_AddStringToObject(fields, "id", n ? argv[0] : "latest");
+			cJSON_AddStringToObject(fields, "error", ctx->err.msg.buf);
+			cmd_history(ctx, "restore", code, fields);
+		}
 		goto out;
 	}
 	live = db_target_dbname(&db);

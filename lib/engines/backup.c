@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -96,10 +97,26 @@ static int is_hex64(const char *s)
 	return n == 64;
 }
 
+/* A count or size: 0 to 2^53 (where doubles stop being exact; beyond it, or
+ * inf from "1e400", the casts to the integer fields would be undefined). */
+/* Whether every number in item is finite: cJSON writes inf as null, so
+ * the sources (kept as read) would not be written back as they were. */
+static int all_finite(const cJSON *item)
+{
+	const cJSON *c;
+
+	if (cJSON_IsNumber(item))
+		return isfinite(item->valuedouble);
+	cJSON_ArrayForEach(c, item)
+		if (!all_finite(c))
+			return 0;
+	return 1;
+}
+
 static int get_num(const cJSON *o, const char *key, double *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!cJSON_IsNumber(v) || v->valuedouble < 0)
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0))
 		return -1;
 	*out = v->valuedouble;
 	return 0;
@@ -192,7 +209,7 @@ int bk_manifest_parse(const char *text, size_t len, struct bk_manifest *m, struc
 	arr = cJSON_GetObjectItemCaseSensitive(root, "sources");
 	if (arr && !cJSON_IsNull(arr)) {
 		/* each one strictly, and its file among the set's files */
-		if (!cJSON_IsArray(arr)) {
+		if (!cJSON_IsArray(arr) || !all_finite(arr)) {
 			ops_error_set(err, OPS_EXIT_INTEGRITY, "manifest has an invalid 'sources'");
 			goto out;
 		}
@@ -222,6 +239,25 @@ out:
 	return ret;
 }
 
+/* A count or size written with all its digits: cJSON prints numbers with 15
+ * significant digits when that reads back within its rounding tolerance,
+ * which turned 9007199254740992 into 9.00719925474099e+15. */
+static void add_count(cJSON *obj, const char *key, unsigned long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%llu", v);
+	cJSON_AddRawToObject(obj, key, buf);
+}
+
+static void add_signed(cJSON *obj, const char *key, long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	cJSON_AddRawToObject(obj, key, buf);
+}
+
 char *bk_manifest_json(const struct bk_manifest *m)
 {
 	cJSON *root = cJSON_CreateObject(), *arr;
@@ -240,15 +276,15 @@ char *bk_manifest_json(const struct bk_manifest *m)
 	cJSON_AddStringToObject(root, "compression", m->compression);
 	cJSON_AddStringToObject(root, "started_at", started);
 	cJSON_AddStringToObject(root, "finished_at", finished);
-	cJSON_AddNumberToObject(root, "duration_ms", (double)m->duration_ms);
-	cJSON_AddNumberToObject(root, "dump_bytes", (double)m->dump_bytes);
-	cJSON_AddNumberToObject(root, "size_bytes", (double)bk_manifest_size(m));
+	add_signed(root, "duration_ms", (long long)m->duration_ms);
+	add_count(root, "dump_bytes", m->dump_bytes);
+	add_count(root, "size_bytes", bk_manifest_size(m));
 	arr = cJSON_AddArrayToObject(root, "files");
 	for (size_t i = 0; i < m->nfiles; i++) {
 		cJSON *f = cJSON_CreateObject();
 		cJSON_AddStringToObject(f, "name", m->files[i].name);
 		cJSON_AddStringToObject(f, "role", m->files[i].role);
-		cJSON_AddNumberToObject(f, "size", (double)m->files[i].size);
+		add_count(f, "size", m->files[i].size);
 		cJSON_AddStringToObject(f, "sha256", m->files[i].sha256);
 		cJSON_AddItemToArray(arr, f);
 	}
@@ -257,7 +293,7 @@ char *bk_manifest_json(const struct bk_manifest *m)
 		cJSON *t = cJSON_CreateObject();
 		cJSON_AddStringToObject(t, "schema", m->tables[i].schema);
 		cJSON_AddStringToObject(t, "name", m->tables[i].name);
-		cJSON_AddNumberToObject(t, "rows", (double)m->tables[i].rows);
+		add_signed(t, "rows", m->tables[i].rows);
 		cJSON_AddItemToArray(arr, t);
 	}
 	arr = cJSON_AddArrayToObject(root, "paths");
@@ -2101,19 +2137,36 @@ static int run_service(const char *cmd, const char *what, struct ops_error *err)
 
 /* Renames live away and fresh into its place; sessions still on live are
  * ended (the service is stopped first). */
+/* The tests' SIGKILL at an exact point (OPSCTL_TEST_KILL_AT, as in deploy
+ * and rotate-secret): "restore-created" right after CREATE DATABASE (before
+ * the comment), "restore-swap" between the two renames, inside their
+ * transaction. */
+static void restore_test_kill_at(const char *point)
+{
+	const char *at = getenv("OPSCTL_TEST_KILL_AT");
+	if (at && !strcmp(at, point))
+		raise(SIGKILL);
+}
+
+/* Renames live -> aside and fresh -> live in one transaction (ALTER
+ * DATABASE ... RENAME is transactional), and clears fresh's in-progress
+ * marker: a kill or a lost connection at any moment leaves either the old
+ * or the new database as LIVE, never none. */
 static int swap_databases(PGconn *admin, const char *live, const char *fresh, const char *aside,
 			  int *moved_aside, struct ops_error *err)
 {
 	char *ql = quote_ident(admin, live), *qf = quote_ident(admin, fresh), *qa = quote_ident(admin, aside);
 	struct strbuf sql = STRBUF_INIT;
 	const char *params[1] = { live };
-	int ret = 0, exists = 0;
+	int ret = 0, exists = 0, aside_failed = 0;
 
 	ret = database_exists(admin, live, &exists, err);
 	if (ret < 0)
 		goto out;
-	if (exists) {
-		for (int attempt = 0; attempt < 20; attempt++) {
+	for (int attempt = 0; attempt < 20; attempt++) {
+		if (attempt)
+			clock_sleep_ms(250); /* a client reconnected between the two */
+		if (exists) {
 			PGresult *res = NULL;
 			ret = db_exec(admin,
 				      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -2123,34 +2176,105 @@ static int swap_databases(PGconn *admin, const char *live, const char *fresh, co
 				PQclear(res);
 			if (ret < 0)
 				goto out;
+		}
+		ret = admin_exec(admin, "BEGIN", err);
+		if (ret < 0)
+			goto out;
+		aside_failed = 0;
+		if (exists) {
 			strbuf_reset(&sql);
 			strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", ql, qa);
 			ret = admin_exec(admin, sql.buf, err);
+			aside_failed = ret < 0;
 			if (ret == 0)
-				break;
-			clock_sleep_ms(250); /* a client reconnected between the two */
+				restore_test_kill_at("restore-swap");
 		}
-		if (ret < 0) {
+		if (ret == 0) {
+			strbuf_reset(&sql);
+			strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", qf, ql);
+			ret = admin_exec(admin, sql.buf, err);
+		}
+		if (ret == 0) {
+			strbuf_reset(&sql);
+			strbuf_addf(&sql, "COMMENT ON DATABASE %s IS NULL", ql);
+			ret = admin_exec(admin, sql.buf, err);
+		}
+		if (ret == 0) {
+			strbuf_reset(&sql);
+			strbuf_addf(&sql, "ALTER DATABASE %s CONNECTION LIMIT -1", ql);
+			ret = admin_exec(admin, sql.buf, err);
+		}
+		if (ret == 0)
+			ret = admin_exec(admin, "COMMIT", err);
+		if (ret == 0)
+			break;
+		admin_exec(admin, "ROLLBACK", NULL); /* both names as they were */
+		if (!aside_failed)
+			break; /* only a reconnecting client is worth another try */
+	}
+	if (ret < 0) {
+		if (aside_failed)
 			ops_error_prefix(err, "cannot move the live database aside");
-			goto out;
-		}
-		*moved_aside = 1;
+		goto out;
 	}
-	strbuf_reset(&sql);
-	strbuf_addf(&sql, "ALTER DATABASE %s RENAME TO %s", qf, ql);
-	ret = admin_exec(admin, sql.buf, err);
-	if (ret < 0 && exists) {
-		/* put the live one back where it was */
-		struct strbuf back = STRBUF_INIT;
-		strbuf_addf(&back, "ALTER DATABASE %s RENAME TO %s", qa, ql);
-		admin_exec(admin, back.buf, NULL);
-		strbuf_release(&back);
-	}
+	*moved_aside = exists;
 out:
 	free(ql);
 	free(qf);
 	free(qa);
 	strbuf_release(&sql);
+	return ret;
+}
+
+/* A database that bk_restore creates carries this mark until it is swapped
+ * in (or dropped): CONNECTION LIMIT RESTORE_CONNLIMIT, given in CREATE
+ * DATABASE itself (so no kill can come between the two; the limit is far
+ * above any max_connections), and, for whoever looks, this comment. One
+ * still marked was left by a restore that was killed, and the next restore
+ * (holding the backup lock, so never one in progress) drops it. */
+#define RESTORE_MARKER "opsctl: restore in progress (a database left by a killed restore is dropped by the next one)"
+#define RESTORE_CONNLIMIT 999999
+
+static void mark_in_progress(PGconn *admin, const char *qname)
+{
+	struct strbuf sql = STRBUF_INIT;
+	char *lit = PQescapeLiteral(admin, RESTORE_MARKER, strlen(RESTORE_MARKER));
+	if (lit) {
+		strbuf_addf(&sql, "COMMENT ON DATABASE %s IS %s", qname, lit);
+		admin_exec(admin, sql.buf, NULL); /* best effort: unmarked, it is only left behind */
+		PQfreemem(lit);
+	}
+	strbuf_release(&sql);
+}
+
+/* Drops the databases of LIVE's killed restores (LIVE_restore_*) and of
+ * killed restore tests (opsctl_restore_test_*) that still carry the marker. */
+static int drop_left_behind(PGconn *admin, const char *live, struct ops_error *err)
+{
+	char limit[16];
+	const char *params[3] = { RESTORE_MARKER, live, limit };
+	PGresult *res = NULL;
+	int ret;
+
+	snprintf(limit, sizeof(limit), "%d", RESTORE_CONNLIMIT);
+	ret = db_exec(admin,
+			  "SELECT datname FROM pg_database "
+			  "WHERE (shobj_description(oid, 'pg_database') = $1 OR datconnlimit = $3::int) "
+			  "AND (left(datname, length($2) + 9) = $2 || '_restore_' "
+			  "OR datname LIKE 'opsctl\\_restore\\_test\\_%')",
+			  3, params, 10000, &res, err);
+	for (int i = 0; ret == 0 && i < PQntuples(res); i++) {
+		char *q = quote_ident(admin, PQgetvalue(res, i, 0));
+		struct strbuf sql = STRBUF_INIT;
+		strbuf_addf(&sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", q);
+		ret = admin_exec(admin, sql.buf, err);
+		if (ret < 0)
+			ops_error_prefix(err, "cannot drop database '%s' left by a killed restore", PQgetvalue(res, i, 0));
+		strbuf_release(&sql);
+		free(q);
+	}
+	if (res)
+		PQclear(res);
 	return ret;
 }
 
@@ -2192,6 +2316,9 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	ret = connect_admin(o->db, live, &admin, err);
 	if (ret < 0)
 		goto out;
+	ret = drop_left_behind(admin, live, err);
+	if (ret < 0)
+		goto out;
 	ret = database_exists(admin, fresh, &exists, err);
 	if (ret == 0 && exists)
 		ret = ops_error_set(err, OPS_EXIT_USAGE, "database '%s' already exists", fresh);
@@ -2218,12 +2345,17 @@ int bk_restore(const struct bk_entry *e, const struct bk_restore_opts *o, struct
 	qfresh = quote_ident(admin, fresh);
 	strbuf_addf(&sql, "CREATE DATABASE %s TEMPLATE template0%s%s", qfresh, owner ? " OWNER " : "",
 		    owner ? owner : "");
+	if (!o->target_db)
+		strbuf_addf(&sql, " CONNECTION LIMIT %d", RESTORE_CONNLIMIT); /* the in-progress mark */
 	if (o->progress)
 		o->progress("create", 0, 0, o->progress_data);
 	ret = admin_exec(admin, sql.buf, err);
 	if (ret < 0)
 		goto out;
 	created = 1;
+	restore_test_kill_at("restore-created");
+	if (!o->target_db)
+		mark_in_progress(admin, qfresh);
 	if (o->progress)
 		o->progress("load", 0, database_bytes(&e->m), o->progress_data);
 	ret = load_dump(e, o, fresh, &counted, &r->tables_checked, err);
@@ -2261,7 +2393,28 @@ out:
 	if (admin && created && (ret < 0 || o->scratch_db)) {
 		strbuf_reset(&sql);
 		strbuf_addf(&sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", qfresh);
-		admin_exec(admin, sql.buf, NULL);
+		/* the server restarted under us (the admin session is gone): connect
+		 * again once it is back (up to 10s), or the half-built database
+		 * stays until the next restore drops it */
+		if (admin_exec(admin, sql.buf, NULL) < 0 && PQstatus(admin) == CONNECTION_BAD) {
+			int64_t until = clock_now_ms() + 10000;
+			int dropped = 0;
+			while (!dropped && clock_now_ms() < until) {
+				PGconn *again = NULL;
+				struct ops_error cerr = OPS_ERROR_INIT;
+				if (connect_admin(o->db, live, &again, &cerr) == 0) {
+					PQfinish(admin);
+					admin = again;
+					dropped = admin_exec(admin, sql.buf, NULL) == 0;
+				}
+				ops_error_release(&cerr);
+				if (!dropped)
+					clock_sleep_ms(250);
+			}
+			if (!dropped && ret < 0 && !err->hint.len)
+				ops_error_hint(err, "the half-built database '%s' could not be dropped; the next restore "
+					       "drops it", fresh);
+		}
 	}
 	if (ret == 0) {
 		r->restored_as = xstrdup(o->scratch_db || o->target_db ? fresh : live);
