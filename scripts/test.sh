@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: dependencies, a sanitizer build in
-# build-test/, then every unit and integration test through ctest.
+# build-test/, then every unit and integration test and a short run of each
+# fuzz target (fuzz/short, built with clang in build-test/fuzz) through ctest.
 #
 #   scripts/test.sh [CTEST ARGS...]     e.g. scripts/test.sh -R health -V
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/deps.sh
+bash scripts/deps.sh --fuzz   # clang for the fuzz/short test (scripts/fuzz.sh)
 bash scripts/build.sh --sanitize
 
 export ASAN_OPTIONS="detect_leaks=${OPSCTL_DETECT_LEAKS:-1}:abort_on_error=1"

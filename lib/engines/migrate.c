@@ -222,8 +222,8 @@ int mig_read_file(const char *path, struct strbuf *out, struct ops_error *err)
 /* ---- scanning ---- */
 
 /* NNN_name.sql -> number and name; 0 when the name does not fit. */
-static int parse_name(const char *fname, const char *suffix, char **version, uint64_t *number,
-		      char **name)
+int mig_parse_name(const char *fname, const char *suffix, char **version, uint64_t *number,
+		   char **name)
 {
 	size_t digits = strspn(fname, "0123456789");
 	size_t flen = strlen(fname), slen = strlen(suffix);
@@ -267,7 +267,7 @@ static int scan_downs(struct mig *m, struct ops_error *err)
 		char *version = NULL, *name = NULL;
 		uint64_t number;
 		struct mig_file *f = NULL;
-		if (!parse_name(de->d_name, ".down.sql", &version, &number, &name))
+		if (!mig_parse_name(de->d_name, ".down.sql", &version, &number, &name))
 			continue;
 		{	/* m->files[0..nsorted) is sorted by number (mig_scan): binary search */
 			size_t lo = 0, hi = nsorted;
@@ -330,7 +330,7 @@ int mig_scan(struct mig *m, struct ops_error *err)
 		memset(&f, 0, sizeof(f));
 		if (ends_with(de->d_name, ".down.sql") || !ends_with(de->d_name, ".sql"))
 			continue;
-		if (!parse_name(de->d_name, ".sql", &f.version, &f.number, &f.name)) {
+		if (!mig_parse_name(de->d_name, ".sql", &f.version, &f.number, &f.name)) {
 			/* a typo in a name would otherwise mean a migration that never runs */
 			m->ignored = xrealloc(m->ignored, (m->nignored + 1) * sizeof(*m->ignored));
 			m->ignored[m->nignored++] = path_join(m->dir, de->d_name);

@@ -152,6 +152,12 @@ int mig_new(struct mig *m, const char *name, char **up_path, char **down_path,
 
 /* Parses a version argument ("005", "20261121093000"). */
 int mig_parse_version(const char *s, uint64_t *out, struct ops_error *err);
+/* A file name "NNN_name" + suffix (".sql", ".down.sql"): 1 with the digits
+ * before the first '_' (1 to 19 of them) as written in *version and as a
+ * number in *number, and the non-empty rest without the suffix in *name
+ * (both malloc'd); 0 when the name does not fit (nothing allocated). */
+int mig_parse_name(const char *fname, const char *suffix, char **version, uint64_t *number,
+		   char **name);
 
 /* Counts for status/validate. */
 size_t mig_count(const struct mig *m, enum mig_state s);

@@ -597,6 +597,11 @@ enum probe_state probe_judge_http(long status, const char *content_type, const c
 	if (overall > state)
 		state = overall;
 out:
+	/* the words and names come from the service: a line break or an escape
+	 * in one must not start a line of its own in our output */
+	for (size_t i = 0; i < detail->len; i++)
+		if ((unsigned char)detail->buf[i] < 0x20 || detail->buf[i] == 0x7f)
+			detail->buf[i] = '?';
 	for (size_t i = 0; i < ncs; i++)
 		free(cs[i].name);
 	free(cs);

@@ -124,7 +124,8 @@ const char *probe_type_name(enum probe_type t);    /* http postgres tcp disk mem
 /* Judges an HTTP answer: status code against expect, then a JSON body in the
  * Spring Actuator (v2 details, v3 components), IETF health+json or the seeds'
  * {"status":"healthy","components":{...}} shape, with `require`d components.
- * Writes the state and a one-line reason into detail. Pure: unit-tested. */
+ * Writes the state and a one-line reason into detail (control characters
+ * from the body shown as '?'). Pure: unit-tested. */
 enum probe_state probe_judge_http(long status, const char *content_type, const char *body,
 				  size_t body_len, const char *expect, char *const *require,
 				  size_t nrequire, struct strbuf *detail);

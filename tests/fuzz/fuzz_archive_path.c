@@ -1,6 +1,11 @@
-/* libFuzzer target for arch_path_is_safe: an accepted entry name is never
- * absolute and has no ".." component, and an accepted link target, resolved
- * here independently from the link's directory, stays inside the root. */
+/* libFuzzer target for arch_path_is_safe, the check arch_extract makes on
+ * every entry of a release archive. Input: a flags byte (bit 0 symlink,
+ * bit 1 hardlink), the entry name, NUL, the link target.
+ *  - an accepted entry name is never absolute and has no ".." component, and
+ *    an accepted link target, resolved here independently from the link's
+ *    directory, stays inside the release root;
+ *  - the verdict is exactly the rule archive.h documents, re-implemented
+ *    here from that text (model_safe). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +51,65 @@ static long walk(const char *s, long depth, int dirname_only)
 	}
 }
 
+/* Components of s that are not "." (".." counted too), and the number of
+ * leading ".." ones; *dotdot_after_name when a ".." follows another one. */
+static long count(const char *s, long *leading_up, int *dotdot_after_name, int *has_up)
+{
+	long n = 0, up = 0;
+	int named = 0;
+	size_t len;
+
+	*dotdot_after_name = *has_up = 0;
+	for (;;) {
+		s += strspn(s, "/");
+		len = strcspn(s, "/");
+		if (!len)
+			break;
+		if (len == 2 && s[0] == '.' && s[1] == '.') {
+			*has_up = 1;
+			if (named)
+				*dotdot_after_name = 1;
+			else
+				up++;
+			n++;
+		} else if (!(len == 1 && s[0] == '.')) {
+			named = 1;
+			n++;
+		}
+		s += len;
+	}
+	if (leading_up)
+		*leading_up = up;
+	return n;
+}
+
+/* archive.h's rule, from its comment. */
+static int model_safe(const char *name, const char *target, int is_symlink, int is_hardlink)
+{
+	long depth, up;
+	int after, has_up;
+
+	if (!name || !*name || name[0] == '/')
+		return 0;
+	depth = count(name, NULL, &after, &has_up);
+	if (has_up)
+		return 0;
+	if (!is_symlink && !is_hardlink)
+		return 1;
+	if (depth == 0 || (is_symlink && is_hardlink))
+		return 0;
+	if (!target || !*target || target[0] == '/')
+		return 0;
+	if (is_hardlink)
+		return count(target, &up, &after, &has_up) > 0 && !has_up;
+	count(target, &up, &after, &has_up);
+	return !after && up <= depth - 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	int safe;
+
 	char *name, *target;
 	const char *nul;
 	int is_symlink, is_hardlink;
@@ -62,7 +124,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	target = nul ? xstrndup(nul + 1, size - 1 - (size_t)(nul + 1 - (const char *)(data + 1)))
 		     : NULL;
 
-	if (arch_path_is_safe(name, target, is_symlink, is_hardlink)) {
+	safe = arch_path_is_safe(name, target, is_symlink, is_hardlink);
+	if (safe != model_safe(name, target, is_symlink, is_hardlink))
+		abort();
+	/* without the link flags, the name alone decides */
+	if (arch_path_is_safe(name, NULL, 0, 0) != model_safe(name, NULL, 0, 0))
+		abort();
+	if (safe) {
 		if (name[0] == '/' || has_dotdot(name))
 			abort();
 		if (is_symlink && is_hardlink)

@@ -101,6 +101,91 @@ static void test_manifest_refuses(void **state)
 	bk_manifest_release(&m);
 }
 
+/* Found by tests/fuzz/fuzz_manifest (regress/manifest/): numbers beyond
+ * 2^53 or inf were cast to the integer fields (undefined behaviour), and
+ * sizes above 10^15 were written back rounded. */
+static void replace_number(char **json, const char *what, const char *with)
+{
+	char *at = strstr(*json, what), *end, *out;
+
+	assert_non_null(at);
+	end = at + strlen(what);
+	out = xstrfmt("%.*s%s%s", (int)(at - *json), *json, with, end);
+	free(*json);
+	*json = out;
+}
+
+static void test_manifest_huge_numbers(void **state)
+{
+	struct bk_manifest m, back;
+	struct ops_error err = OPS_ERROR_INIT;
+	char *json;
+	(void)state;
+
+	fill_manifest(&m, "app-1", 1795226400);
+	json = bk_manifest_json(&m);
+	replace_number(&json, "\"size\":\t123", "\"size\":\t1e400");
+	expect_bad(json, "manifest has an invalid file entry");
+	free(json);
+	json = bk_manifest_json(&m);
+	replace_number(&json, "\"rows\":\t42", "\"rows\":\t1e19");
+	expect_bad(json, "manifest has an invalid table entry");
+	free(json);
+	/* an optional figure out of range reads as absent */
+	json = bk_manifest_json(&m);
+	replace_number(&json, "\"duration_ms\":\t5000", "\"duration_ms\":\t1e300");
+	assert_int_equal(bk_manifest_parse(json, strlen(json), &back, &err), 0);
+	assert_int_equal(back.duration_ms, 0);
+	bk_manifest_release(&back);
+	free(json);
+	/* 2^53 itself is still a size, and is written back with all its digits
+	 * (cJSON's own printing made it 9.00719925474099e+15) */
+	json = bk_manifest_json(&m);
+	replace_number(&json, "\"size\":\t123", "\"size\":\t9007199254740992");
+	assert_int_equal(bk_manifest_parse(json, strlen(json), &back, &err), 0);
+	assert_true(back.files[0].size == 9007199254740992ULL);
+	free(json);
+	json = bk_manifest_json(&back);
+	assert_non_null(strstr(json, "\"size\":\t9007199254740992,"));
+	bk_manifest_release(&back);
+	assert_int_equal(bk_manifest_parse(json, strlen(json), &back, &err), 0);
+	assert_true(back.files[0].size == 9007199254740992ULL);
+	bk_manifest_release(&back);
+	free(json);
+	bk_manifest_release(&m);
+	ops_error_release(&err);
+}
+
+/* Found by fuzz_manifest too: a number of a source's details that cJSON
+ * cannot write (1e400 is inf, written as null) came back changed. */
+static void test_manifest_sources_inf(void **state)
+{
+	static const char text[] =
+		"{\"id\":\"app-1\",\"app\":\"app\",\"tool\":\"opsctl\",\"database\":\"app\","
+		"\"server_version\":\"15\",\"format\":\"custom\",\"compression\":\"zstd\","
+		"\"started_at\":\"2026-11-21T22:39:00Z\",\"finished_at\":\"2026-11-21T22:39:00Z\","
+		"\"files\":[{\"name\":\"sources/cache.rdb\",\"role\":\"source\",\"size\":9,"
+		"\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}],"
+		"\"sources\":[{\"name\":\"cache\",\"type\":\"redis\",\"file\":\"sources/cache.rdb\",\"size\":9,"
+		"\"sha256\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
+		"\"details\":{\"keys\":KEYS}}]}";
+	struct bk_manifest m;
+	struct ops_error err = OPS_ERROR_INIT;
+	char *json;
+	(void)state;
+
+	json = xstrdup(text);
+	replace_number(&json, "KEYS", "121");
+	assert_int_equal(bk_manifest_parse(json, strlen(json), &m, &err), 0);
+	bk_manifest_release(&m);
+	free(json);
+	json = xstrdup(text);
+	replace_number(&json, "KEYS", "121e400");
+	expect_bad(json, "manifest has an invalid 'sources'");
+	free(json);
+	ops_error_release(&err);
+}
+
 /* A list of sets at the given UTC times, newest first. */
 static void make_list(struct bk_list *l, const char *const *times, size_t n)
 {
@@ -188,6 +273,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_round_trip),
 		cmocka_unit_test(test_manifest_refuses),
+		cmocka_unit_test(test_manifest_huge_numbers),
+		cmocka_unit_test(test_manifest_sources_inf),
 		cmocka_unit_test(test_retention),
 		cmocka_unit_test(test_retention_never_empty),
 		cmocka_unit_test(test_only_app),

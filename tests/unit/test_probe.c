@@ -104,6 +104,21 @@ static void test_plain_and_malformed(void **state)
 	strbuf_release(&d);
 }
 
+/* Found by tests/fuzz/fuzz_health_body (regress/health_body/): a line
+ * break in a component's word or name made the detail two lines. */
+static void test_control_chars(void **state)
+{
+	struct strbuf d = STRBUF_INIT;
+	(void)state;
+	assert_int_equal(judge(200, NULL, "{\"status\":\"unhealthy\",\"components\":{\"redis\":\"de\\ngraded\"}}",
+			       NULL, &d), PROBE_FAIL);
+	assert_string_equal(d.buf, "HTTP 200, status unhealthy (redis de?graded)");
+	assert_int_equal(judge(200, NULL, "{\"status\":\"UP\\u001b[2J\",\"components\":{\"a\\r\\nb\":\"DOWN\"}}",
+			       NULL, &d), PROBE_WARN);
+	assert_string_equal(d.buf, "HTTP 200, status UP?[2J (not a known health status) (a??b DOWN)");
+	strbuf_release(&d);
+}
+
 static void test_expect(void **state)
 {
 	(void)state;
@@ -156,6 +171,7 @@ int main(void)
 		cmocka_unit_test(test_ietf),
 		cmocka_unit_test(test_seed_shape),
 		cmocka_unit_test(test_plain_and_malformed),
+		cmocka_unit_test(test_control_chars),
 		cmocka_unit_test(test_expect),
 		cmocka_unit_test(test_targets_and_exit),
 	};
