@@ -558,7 +558,6 @@ static int pending_step(struct run *r, const char *step)
  * (unreadable) pending file behind that would block every later run. */
 static int pending_wipe(const char *path, struct ops_error *err)
 {
-	struct stat st;
 	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 	char *dir;
 	int ret;
@@ -575,18 +574,7 @@ static int pending_wipe(const char *path, struct ops_error *err)
 	free(dir);
 	test_kill_at("wipe");
 	if (fd >= 0) {
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-			char zeros[4096];
-			off_t left = st.st_size;
-			memset(zeros, 0, sizeof(zeros));
-			while (left > 0) {
-				size_t n = left > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)left;
-				if (write(fd, zeros, n) != (ssize_t)n)
-					break;
-				left -= (off_t)n;
-			}
-			fsync(fd);
-		}
+		fs_zero_fd(fd);
 		close(fd);
 	}
 	return ret;

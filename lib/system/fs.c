@@ -135,6 +135,24 @@ int fs_write_replace(const char *path, const void *data, size_t len, int mode, s
 	return write_replace(path, data, len, mode, 0, err);
 }
 
+void fs_zero_fd(int fd)
+{
+	struct stat st;
+	char zeros[4096];
+	off_t left;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+		return;
+	memset(zeros, 0, sizeof(zeros));
+	for (left = st.st_size; left > 0;) {
+		size_t n = left > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)left;
+		if (fs_write_all(fd, zeros, n) < 0)
+			break;
+		left -= (off_t)n;
+	}
+	fsync(fd);
+}
+
 int fs_remove_stale_tmp(const char *path, int wipe)
 {
 	char *dir = dir_of(path);
@@ -156,20 +174,8 @@ int fs_remove_stale_tmp(const char *path, int wipe)
 		char *tmp = xstrfmt("%s/%s", dir, de->d_name);
 		if (wipe) {
 			int fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-			struct stat st;
 			if (fd >= 0) {
-				if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-					char zeros[4096];
-					off_t left = st.st_size;
-					memset(zeros, 0, sizeof(zeros));
-					while (left > 0) {
-						size_t n = left > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)left;
-						if (fs_write_all(fd, zeros, n) < 0)
-							break;
-						left -= (off_t)n;
-					}
-					fsync(fd);
-				}
+				fs_zero_fd(fd);
 				close(fd);
 			}
 		}

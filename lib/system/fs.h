@@ -9,6 +9,10 @@
 #include "base/error.h"
 #include "base/strbuf.h"
 
+/* Overwrites a regular file's bytes with zeros and fsyncs it (best effort:
+ * for files that held secrets, before or after their name is removed). */
+void fs_zero_fd(int fd);
+
 /* Writes data to path atomically: a temporary file in the same directory,
  * fsync, rename over path, fsync of the directory. mode is used for a new
  * file; when path exists its mode and owner are kept (mode < 0: keep/0644). */
