@@ -100,12 +100,19 @@ if bad:
 	}
 
 	# a job started below must get SIGINT at its default (see the outer driver)
+	# (read once the child is sleep(1) itself; and SIGKILL, never SIGTERM: a
+	# forked shell not yet exec'd would run this shell's TERM and EXIT traps,
+	# and test_cleanup would remove the scratch directory under us)
 	set -m
 	sleep 5 &
 	probe=$!
 	set +m
+	for _ in $(seq 100); do
+		[ "$(cat "/proc/$probe/comm" 2>/dev/null)" != sleep ] || break
+		sleep 0.02
+	done
 	ign=$(awk '/^SigIgn:/ { print $2 }' "/proc/$probe/status" 2>/dev/null)
-	kill "$probe" 2>/dev/null
+	kill -KILL "$probe" 2>/dev/null
 	wait "$probe" 2>/dev/null
 	if [ -n "$ign" ] && (((16#$ign >> 1) & 1)); then
 		fail "SIGINT is ignored in this shell (started in the background?), and opsctl would inherit that; run crash.sh in the foreground or with coreutils' env --default-signal"
@@ -159,6 +166,13 @@ if bad:
 		crash_run >"$CRASH_RUN_OUT" 2>"$CRASH_RUN_ERR" </dev/null &
 		pid=$!
 		set +m
+		# the delay starts once the job has exec'd opsctl: a signal to the
+		# forked shell before that would hit this shell's TERM/EXIT traps
+		# (test_cleanup: servers stopped, scratch removed), not opsctl
+		for _ in $(seq 500); do
+			[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = bash ] || break
+			sleep 0.01
+		done
 		sleep "$(printf '%d.%03d' $((CRASH_DELAY_MS / 1000)) $((CRASH_DELAY_MS % 1000)))"
 		state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)
 		if [ -z "$state" ] || [ "$state" = Z ]; then
