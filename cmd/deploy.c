@@ -2,6 +2,7 @@
  * turned into the deploy engine's settings (lib/engines/deploy), its
  * messages and results rendered, the exit code it chose returned. */
 #include "opsctl.h"
+#include "adapters/db.h"
 #include "adapters/json.h"
 #include "base/parse.h"
 #include "engines/backup.h"
@@ -28,6 +29,7 @@ static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
 	interrupted = sig;
+	db_cancel_fire(); /* a migration statement running now (armed by the engine) */
 }
 
 /* ---- settings from the config ---- */

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -699,6 +700,50 @@ out:
 		PQclear(last);
 	strbuf_release(&reason);
 	return ret;
+}
+
+/* ---- cancelling from a signal handler ---- */
+
+/* The one armed cancel key: swapped with SIGINT and SIGTERM blocked so a
+ * handler never sees one being freed. */
+static PGcancel *volatile cancel_slot;
+
+static PGcancel *cancel_swap(PGcancel *c)
+{
+	sigset_t block, old;
+	PGcancel *prev;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	prev = cancel_slot;
+	cancel_slot = c;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return prev;
+}
+
+void db_cancel_arm(PGconn *conn)
+{
+	PGcancel *prev = cancel_swap(conn ? PQgetCancel(conn) : NULL);
+	if (prev)
+		PQfreeCancel(prev);
+}
+
+void db_cancel_disarm(void)
+{
+	db_cancel_arm(NULL);
+}
+
+void db_cancel_fire(void)
+{
+	PGcancel *c = cancel_slot;
+	int saved = errno;
+	char buf[256];
+
+	if (c)
+		PQcancel(c, buf, sizeof(buf));
+	errno = saved;
 }
 
 /* ---- COPY FROM STDIN ---- */

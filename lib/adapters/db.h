@@ -72,6 +72,21 @@ void db_diag_release(struct db_diag *d);
 int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *params,
 		 int64_t timeout_ms, PGresult **res, struct db_diag *diag, struct ops_error *err);
 
+/* Cancelling the running statement from a signal handler, as psql does on
+ * Ctrl-C, so an interrupted run does not leave a long statement running on
+ * the server (holding its locks) until the server notices the closed
+ * connection. db_cancel_arm keeps conn's cancel key in the process's one
+ * slot (replacing any other); db_cancel_fire, async-signal-safe, asks the
+ * server to cancel whatever that connection runs now (a no-op when nothing
+ * is armed); db_cancel_disarm empties the slot. The statement then fails
+ * with "canceling statement due to user request" (SQLSTATE 57014, which a
+ * statement_timeout gives too: the caller knows whether it fired), and a
+ * transaction it was in rolls back as on any failure. Arm and disarm from
+ * the main thread only. */
+void db_cancel_arm(PGconn *conn);
+void db_cancel_fire(void);
+void db_cancel_disarm(void);
+
 /* The connection as libpq environment variables ("PGHOST=db1", ...),
  * NULL-terminated and malloc'd, for the programs opsctl runs (pg_dump,
  * psql): a password never goes on their command line nor in their

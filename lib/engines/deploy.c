@@ -483,12 +483,18 @@ static char *whoami(void)
 	return xstrfmt("%s@%s", user, host);
 }
 
-static int mig_open(struct run *r, struct mig *m, const char *dir)
+/* interruptible: a signal stops the lock wait and cancels the running
+ * statement (the forward migrations); undoing them is never interrupted. */
+static int mig_open(struct run *r, struct mig *m, const char *dir, int interruptible)
 {
 	int ret;
 	mig_init(m, dir, r->s->migrations_table ? r->s->migrations_table : "schema_migrations",
 		 r->s->migrations_lock_ms);
 	m->applied_by = whoami();
+	if (interruptible) {
+		m->stop = r->cb->stop_requested;
+		m->stop_data = r->cb->data;
+	}
 	if ((ret = mig_scan(m, r->err)) < 0 || (ret = db_connect_once(r)) < 0 ||
 	    (ret = mig_attach(m, r->conn, r->err)) < 0 || (ret = mig_lock(m, r->err)) < 0)
 		return ret;
@@ -508,7 +514,7 @@ static int undo_versions(struct run *r, const char *dir, const cJSON *versions, 
 	int ret;
 
 	memset(&m, 0, sizeof(m));
-	if ((ret = mig_open(r, &m, dir)) < 0)
+	if ((ret = mig_open(r, &m, dir, 0)) < 0)
 		goto out;
 	for (size_t i = 0; i < m.napplied; i++) {
 		const cJSON *v;
@@ -559,7 +565,7 @@ static int do_migrate(struct run *r)
 		ev(r, OPS_EVENT_INFO, "no migrations in the release and no [migrations] dir: nothing to migrate");
 		goto out;
 	}
-	if ((ret = mig_open(r, &m, dir)) < 0 ||
+	if ((ret = mig_open(r, &m, dir, 1)) < 0 ||
 	    (ret = mig_plan_up(&m, 0, 0, 0, &plan, &n, r->err)) < 0)
 		goto out;
 	planned = cJSON_CreateArray();
@@ -571,7 +577,9 @@ static int do_migrate(struct run *r)
 		goto out;
 	if (n)
 		ev(r, OPS_EVENT_INFO, "applying %zu migration%s from '%s'", n, n == 1 ? "" : "s", dir);
+	db_cancel_arm(r->conn);
 	ret = mig_apply(&m, plan, n, r->err);
+	db_cancel_disarm();
 	for (size_t i = 0; i < m.ndone; i++) {
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "version", m.done[i].version);

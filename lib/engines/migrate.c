@@ -611,6 +611,11 @@ static void name_holder(struct mig *m, struct ops_error *err)
 	ops_error_release(&qerr);
 }
 
+static int stop_signal(const struct mig *m)
+{
+	return m->stop ? m->stop(m->stop_data) : 0;
+}
+
 int mig_lock(struct mig *m, struct ops_error *err)
 {
 	char key[24];
@@ -632,6 +637,10 @@ int mig_lock(struct mig *m, struct ops_error *err)
 			m->locked = 1;
 			return 0;
 		}
+		if (stop_signal(m))
+			return ops_error_set(err, OPS_EXIT_ABORTED,
+					     "interrupted by signal %d while waiting for the lock of %s; nothing ran",
+					     stop_signal(m), m->table);
 		if (clock_now_ms() >= deadline) {
 			name_holder(m, err);
 			return -OPS_EXIT_LOCKED;
@@ -824,7 +833,13 @@ static int run_statement(struct mig *m, const char *path, const struct mig_scrip
 	ret = db_exec_diag(m->conn, sql, 0, NULL, 0, &res, &diag, err);
 	if (res)
 		PQclear(res);
-	if (ret < 0 && err->code == OPS_EXIT_FAILED)
+	if (ret < 0 && stop_signal(m) && !strcmp(diag.sqlstate, "57014"))
+		ret = ops_error_set(err, OPS_EXIT_ABORTED, "%s:%d: interrupted by signal %d; the statement was cancelled",
+				    path, st->line, stop_signal(m));
+	else if (ret < 0 && stop_signal(m))
+		ret = ops_error_set(err, OPS_EXIT_ABORTED, "%s:%d: interrupted by signal %d (the statement failed: %s)",
+				    path, st->line, stop_signal(m), err->msg.buf);
+	else if (ret < 0 && err->code == OPS_EXIT_FAILED)
 		ret = statement_error(path, s, st, &diag, err);
 	else if (ret < 0)
 		ops_error_prefix(err, "%s:%d", path, st->line);
@@ -984,6 +999,9 @@ static int apply_tx(struct mig *m, const struct mig_file *f, struct mig_script *
 	}
 	if (ret < 0) {
 		rollback_quietly(m);
+		if (err->code == OPS_EXIT_ABORTED)
+			ops_error_hint(err, "nothing of %s was applied (its transaction rolled back); 'opsctl migrate' applies it",
+				       f->script_name);
 		return ret;
 	}
 	record_done(m, f->version, f->script_name, (long)(clock_now_ms() - start), (long)s->count);
@@ -1052,15 +1070,29 @@ static int apply_no_tx(struct mig *m, const struct mig_file *f, struct mig_scrip
 	for (i = resume_at ? resume_at : s->first; i < s->last; i++) {
 		if (!s->sql.stmts[i].body_len)
 			continue;
+		if (stop_signal(m)) {
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "%s: interrupted by signal %d before statement %zu of %zu",
+					    f->path, stop_signal(m), done + 1, s->count);
+			if (done)
+				ops_error_hint(err, "%zu statement%s ran and %s committed (no transaction); 'opsctl migrate' resumes at statement %zu",
+					       done, done == 1 ? "" : "s", done == 1 ? "is" : "are", done + 1);
+			else
+				ops_error_hint(err, "none of its statements ran; 'opsctl migrate' applies it");
+			goto out;
+		}
 		ret = run_statement(m, f->path, s, i, err);
 		if (ret < 0) {
 			struct strbuf h = STRBUF_INIT;
-			strbuf_addf(&h, "statement %zu of %zu failed; ", done + 1, s->count);
+			int stopped = err->code == OPS_EXIT_ABORTED;
+			strbuf_addf(&h, "statement %zu of %zu %s; ", done + 1, s->count, stopped ? "was cancelled" : "failed");
 			if (done == 1)
 				strbuf_addstr(&h, "statement 1 ran and is committed (no transaction); ");
 			else if (done)
 				strbuf_addf(&h, "statements 1-%zu ran and are committed (no transaction); ", done);
-			strbuf_addf(&h, "fix it and run 'opsctl migrate' again: it resumes at statement %zu", done + 1);
+			if (stopped)
+				strbuf_addf(&h, "'opsctl migrate' resumes at statement %zu", done + 1);
+			else
+				strbuf_addf(&h, "fix it and run 'opsctl migrate' again: it resumes at statement %zu", done + 1);
 			if (err->hint.len)
 				strbuf_addf(&h, " (%s)", err->hint.buf);
 			ops_error_hint(err, "%s", h.buf);
@@ -1110,6 +1142,11 @@ int mig_apply(struct mig *m, const struct mig_file *const *plan, size_t n, struc
 		for (size_t k = 0; k < m->npartials; k++)
 			if (m->partials[k].number == f->number)
 				partial = &m->partials[k];
+		if (stop_signal(m)) {
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted by signal %d before %s; %zu of %zu applied",
+					    stop_signal(m), f->script_name, i, n);
+			break;
+		}
 		if (m->progress)
 			m->progress("applying", f, i, n, m->progress_data);
 		ret = load_script(f->path, &s, err);
@@ -1213,6 +1250,11 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 		shown.version = a->version;
 		shown.script_name = a->script_name;
 		shown.path = (char *)dp;
+		if (stop_signal(m)) {
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted by signal %d before undoing %s; %zu of %zu undone",
+					    stop_signal(m), a->script_name, i, n);
+			break;
+		}
 		if (m->progress)
 			m->progress("undoing", &shown, i, n, m->progress_data);
 		if (is_marker(a)) {
@@ -1239,10 +1281,16 @@ int mig_undo(struct mig *m, const struct mig_applied *const *plan, size_t n, str
 			ops_error_prefix(err, "%s", dp);
 			ret = -err->code;
 		}
-		if (ret < 0)
+		if (ret < 0) {
 			rollback_quietly(m);
-		else
+			if (err->code == OPS_EXIT_ABORTED && !s.no_tx)
+				ops_error_hint(err, "%s was not undone (its transaction rolled back)", a->script_name);
+			else if (err->code == OPS_EXIT_ABORTED)
+				ops_error_hint(err, "%s runs without a transaction: the statements before the cancelled one stay done, and %s stays recorded until its down file runs to the end",
+					       dp, a->script_name);
+		} else {
 			record_done(m, a->version, a->script_name, (long)(clock_now_ms() - start), (long)s.count);
+		}
 		if (ret == 0)
 			ret = reset_session(m, err);
 		script_release(&s);

@@ -74,6 +74,14 @@ struct mig {
 	char *applied_by;     /* "user@host" */
 	mig_progress_fn progress;
 	void *progress_data;
+	/* May be NULL. Non-zero (the signal) once the run must stop: checked
+	 * while waiting for the lock, between migrations and between the
+	 * statements of a no-transaction file, and asked when a statement fails
+	 * (the caller's signal handler cancels it with db_cancel_fire), so an
+	 * interrupted run stops with OPS_EXIT_ABORTED, the migration it was in
+	 * rolled back (or, without a transaction, its progress kept). */
+	int (*stop)(void *data);
+	void *stop_data;
 	/* state */
 	PGconn *conn;         /* borrowed */
 	char *qtable;         /* quoted for SQL */

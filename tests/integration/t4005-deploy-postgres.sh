@@ -6,7 +6,8 @@
 # unreachable (exit 4, nothing unpacked); SIGKILL in the migrate step (the
 # next run undoes the migrations and the release); rollback --with-schema
 # (undoes what the release being left applied; refused naming the down
-# file when one is missing; confirmation).
+# file when one is missing; confirmation); SIGINT in a slow migration (the
+# statement cancelled on the server, the deploy undone, exit 10).
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
 . "$TEST_SRCDIR/tests/lib/deploy-lib.sh"
 require_opsctl
@@ -131,5 +132,35 @@ applied 001
 # the migrations' own form still works beside it
 expect_exit 0 opsctl --yes rollback --schema 0 --dir "app/releases/$id1/migrations"
 tables ""
+
+# ---- SIGINT during a slow migration: cancelled on the server, undone, exit 10 ----
+# Without the cancel the deploy would wait out the statement (60 s) before
+# undoing anything.
+rm -rf src-v3 && cp -r src-v1 src-v3
+migration v3 002_slow "CREATE TABLE slow (id int); SELECT pg_sleep(60);" "DROP TABLE slow;"
+pack v3
+deploy_sleeping() {
+	[ "$(pg_dbsql app "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsctl deploy' AND query LIKE '%pg_sleep%' AND state = 'active'")" != 0 ]
+}
+"$OPSCTL" deploy v3.tar.gz >int.out 2>int.err </dev/null &
+dpid=$!
+wait_for 60 deploy_sleeping || { show_file int.err int.err; fail "the deploy never reached its slow migration"; }
+sig_at=$(now_ms)
+kill -INT "$dpid"
+code=0
+wait "$dpid" || code=$?
+took=$(($(now_ms) - sig_at))
+TEST_CHECKS=$((TEST_CHECKS + 1))
+[ "$code" = 10 ] || { show_file int.err int.err; fail "SIGINT mid-migration: expected exit 10, got $code"; }
+TEST_CHECKS=$((TEST_CHECKS + 1))
+[ "$took" -lt 10000 ] || fail "the deploy took $took ms after SIGINT: the statement was not cancelled"
+expect_no_grep 'AddressSanitizer|runtime error:' int.err
+expect_grep '002_slow\.sql:1: interrupted by signal 2; the statement was cancelled' int.err
+expect_grep 'undid the 1 migration applied before the failure' int.err
+expect_current "$id1" v1
+tables ""
+applied ""
+[ "$(pg_dbsql app "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsctl deploy'")" = 0 ] ||
+	fail "a session of the interrupted deploy is still there"
 
 test_done
