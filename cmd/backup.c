@@ -422,13 +422,15 @@ static int upload_sets(struct opsctl_ctx *ctx, const struct bk_settings *s, cons
 			cJSON_AddItemToArray(uploaded, cJSON_CreateString(e->id));
 			continue;
 		}
-		/* a set made by an earlier run has had time to rot on disk: its
-		 * checksums first, so a damaged one is not sent as good */
-		if ((!fresh_id || strcmp(e->id, fresh_id)) && (ret = bk_verify(e, &ctx->err)) < 0)
-			break;
+		/* a set made by an earlier run has had time to rot on disk: each
+		 * file is checked against its checksum as it is read for sending,
+		 * and a damaged one is not completed on the storage */
 		ps.start = clock_now_ms();
-		ret = off_upload(&o, e, on_upload_progress, &ps, &ur, &ctx->err);
+		ret = off_upload(&o, e, !fresh_id || strcmp(e->id, fresh_id), on_upload_progress, &ps, &ur,
+				 &ctx->err);
 		term_progress_done(&ctx->term);
+		if (ret < 0 && ur.damaged)
+			break; /* the set is damaged, not the upload: said as bk_verify says it */
 		if (ret < 0) {
 			ops_error_prefix(&ctx->err, "backup '%s' is complete here, but its upload to '%s' failed", e->id,
 					 s->offsite);

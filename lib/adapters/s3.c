@@ -35,6 +35,7 @@
 #define S3_STATE_VERSION 1
 #define S3_MAX_PARTS 10000
 #define S3_NO_SUCH_UPLOAD (-405)             /* internal: start the multipart upload again */
+#define S3_SOURCE_DAMAGED (-406)             /* internal: the file's SHA-256 is not the one expected */
 
 /* The SHA-256 of no bytes: the payload hash of a request without a body. */
 static const char empty_sha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -1493,16 +1494,13 @@ int s3_delete_many(struct s3_client *c, const char *const *keys, size_t n, struc
 /* ---- uploads ------------------------------------------------------------- */
 
 /* MD5 of len bytes of fd at off (Content-MD5 and S3's ETag of a part). */
-static int md5_region(int fd, uint64_t off, uint64_t len, unsigned char out[16], int *errno_out)
+/* Reads len bytes of fd at off once, feeding them to md5 and sha (either
+ * may be NULL). */
+static int hash_region(int fd, uint64_t off, uint64_t len, EVP_MD_CTX *md5, EVP_MD_CTX *sha, int *errno_out)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	char *buf = xmalloc(S3_READ_CHUNK);
 	int ret = -1;
 
-	if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
-		*errno_out = ENOMEM;
-		goto out;
-	}
 	while (len > 0) {
 		size_t want = len < S3_READ_CHUNK ? (size_t)len : S3_READ_CHUNK;
 		ssize_t got = pread(fd, buf, want, (off_t)off);
@@ -1512,10 +1510,32 @@ static int md5_region(int fd, uint64_t off, uint64_t len, unsigned char out[16],
 			*errno_out = got < 0 ? errno : EIO;
 			goto out;
 		}
-		EVP_DigestUpdate(md, buf, (size_t)got);
+		if (md5)
+			EVP_DigestUpdate(md5, buf, (size_t)got);
+		if (sha)
+			EVP_DigestUpdate(sha, buf, (size_t)got);
 		off += (uint64_t)got;
 		len -= (uint64_t)got;
 	}
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+/* MD5 of len bytes of fd at off (Content-MD5 and S3's ETag of a part), and
+ * when sha is not NULL the same bytes into it too. */
+static int md5_region(int fd, uint64_t off, uint64_t len, unsigned char out[16], EVP_MD_CTX *sha, int *errno_out)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ret = -1;
+
+	if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
+		*errno_out = ENOMEM;
+		goto out;
+	}
+	if (hash_region(fd, off, len, md, sha, errno_out) < 0)
+		goto out;
 	if (!EVP_DigestFinal_ex(md, out, NULL)) {
 		*errno_out = ENOMEM;
 		goto out;
@@ -1523,8 +1543,36 @@ static int md5_region(int fd, uint64_t off, uint64_t len, unsigned char out[16],
 	ret = 0;
 out:
 	EVP_MD_CTX_free(md);
-	free(buf);
 	return ret;
+}
+
+/* A SHA-256 context (NULL when want is NULL or on failure: *ok = 0). */
+static EVP_MD_CTX *sha_begin(const char *want, int *ok)
+{
+	EVP_MD_CTX *sha = NULL;
+	*ok = 1;
+	if (!want)
+		return NULL;
+	sha = EVP_MD_CTX_new();
+	if (!sha || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(sha);
+		*ok = 0;
+		return NULL;
+	}
+	return sha;
+}
+
+/* Ends sha into hex; 1 when it is want. */
+static int sha_matches(EVP_MD_CTX *sha, const char *want, char hex[65])
+{
+	unsigned char sum[32];
+	unsigned n = 0;
+	hex[0] = '\0';
+	if (!EVP_DigestFinal_ex(sha, sum, &n) || n != 32)
+		return 0;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	return !strcasecmp(hex, want);
 }
 
 static void md5_strings(const unsigned char md5[16], char hex[33], char b64[25])
@@ -1558,19 +1606,35 @@ static int etag_is_md5(const char *etag)
 	return 1;
 }
 
+/* The file is not what the caller expected (want_sha256 of s3_put_file). */
+static int source_damaged(const char *path, const char *got, struct s3_put_result *res, struct ops_error *err)
+{
+	if (res)
+		res->source_damaged = 1;
+	return ops_error_set(err, OPS_EXIT_INTEGRITY, "'%s' has SHA-256 %s, not the expected one", path,
+			     got[0] ? got : "(unknown)");
+}
+
 static int put_single(struct s3_client *c, const char *fkey, const char *key, const char *path, int fd,
-		      uint64_t size, struct s3_put_result *res, struct ops_error *err)
+		      uint64_t size, const char *want_sha256, struct s3_put_result *res, struct ops_error *err)
 {
 	struct req r;
 	struct strbuf what = STRBUF_INIT;
 	unsigned char md5[16];
-	char md5_hex[33];
-	int ret, errnum = 0;
+	char md5_hex[33], sha_hex[65];
+	int ret, errnum = 0, ok;
+	EVP_MD_CTX *sha = sha_begin(want_sha256, &ok);
 
 	req_init(&r, c, "PUT");
 	strbuf_addf(&what, "upload '%s' to storage '%s'", key, c->set->name);
-	if (md5_region(fd, 0, size, md5, &errnum) < 0) {
-		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path, ops_strerror(errnum));
+	if (!ok || md5_region(fd, 0, size, md5, sha, &errnum) < 0) {
+		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", path,
+				    ops_strerror(ok ? errnum : ENOMEM));
+		goto out;
+	}
+	/* checked before a byte is sent */
+	if (sha && !sha_matches(sha, want_sha256, sha_hex)) {
+		ret = source_damaged(path, sha_hex, res, err);
 		goto out;
 	}
 	md5_strings(md5, md5_hex, r.content_md5);
@@ -1601,6 +1665,7 @@ static int put_single(struct s3_client *c, const char *fkey, const char *key, co
 		res->parts = 0;
 	}
 out:
+	EVP_MD_CTX_free(sha);
 	strbuf_release(&what);
 	req_release(&r);
 	return ret;
@@ -1636,6 +1701,8 @@ struct mp {
 	uint64_t done_bytes;
 	unsigned resumed;
 	struct strbuf what;
+	const char *want_sha256;    /* hex, or NULL: the whole file checked before completing */
+	char got_sha256[65];
 };
 
 static int part_md5(struct mp *m, struct mp_part *p, struct ops_error *err)
@@ -1645,7 +1712,7 @@ static int part_md5(struct mp *m, struct mp_part *p, struct ops_error *err)
 
 	if (p->md5_hex[0])
 		return 0;
-	if (md5_region(m->fd, p->off, p->len, md5, &errnum) < 0)
+	if (md5_region(m->fd, p->off, p->len, md5, NULL, &errnum) < 0)
 		return ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", m->path, ops_strerror(errnum));
 	md5_strings(md5, p->md5_hex, p->md5_b64);
 	return 0;
@@ -1785,18 +1852,128 @@ static int mp_prepare(struct mp *m, int fresh, struct ops_error *err)
 	return 0;
 }
 
-static struct mp_part *next_part(struct mp *m, int64_t now, int64_t *wake_ms)
+/* The parts' MD5s (Content-MD5, and the ETag check) are computed on a
+ * thread of their own, in part order, while the transfers go on: hashed in
+ * the loop that drives the transfers, each part stalled all of them for as
+ * long as its MD5 took (about 13 ms per 8 MiB here), which cost more than
+ * the hashing itself. A part is started only once its MD5 is known. */
+struct hasher {
+	struct mp *m;
+	CURLM *multi;               /* woken after each part */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	unsigned char *ready;       /* per part, under lock: md5_hex/md5_b64 set */
+	int stop;                   /* under lock */
+	int errnum;                 /* under lock: a read failed */
+	int sha_state;              /* under lock: 0 running, 1 matches, -1 does not */
+	int started;
+};
+
+/* With m->want_sha256 the whole file goes through SHA-256 in the same
+ * pass, the parts sent by an earlier run included, so the upload is not
+ * completed unless the bytes are the ones expected. */
+static void *hasher_run(void *arg)
 {
-	for (unsigned i = 0; i < m->nparts; i++) {
+	struct hasher *h = arg;
+	int ok, verdict = 0, errnum = 0;
+	EVP_MD_CTX *sha = sha_begin(h->m->want_sha256, &ok);
+
+	if (!ok)
+		errnum = ENOMEM;
+	for (unsigned i = 0; ok && i < h->m->nparts; i++) {
+		struct mp_part *p = &h->m->parts[i];
+		unsigned char md5[16];
+		char hex[33], b64[25];
+		int have, stop;
+
+		pthread_mutex_lock(&h->lock);
+		have = h->ready[i];
+		stop = h->stop;
+		pthread_mutex_unlock(&h->lock);
+		if (stop)
+			break;
+		if (have && !sha)
+			continue;
+		if (have) {
+			if (hash_region(h->m->fd, p->off, p->len, NULL, sha, &errnum) < 0)
+				break;
+			continue;
+		}
+		if (md5_region(h->m->fd, p->off, p->len, md5, sha, &errnum) < 0)
+			break;
+		md5_strings(md5, hex, b64);
+		pthread_mutex_lock(&h->lock);
+		memcpy(p->md5_hex, hex, sizeof(hex));
+		memcpy(p->md5_b64, b64, sizeof(b64));
+		h->ready[i] = 1;
+		pthread_mutex_unlock(&h->lock);
+		curl_multi_wakeup(h->multi);
+	}
+	if (sha && !errnum)
+		verdict = sha_matches(sha, h->m->want_sha256, h->m->got_sha256) ? 1 : -1;
+	pthread_mutex_lock(&h->lock);
+	if (errnum)
+		h->errnum = errnum;
+	else if (!h->stop)
+		h->sha_state = verdict;
+	pthread_mutex_unlock(&h->lock);
+	curl_multi_wakeup(h->multi);
+	EVP_MD_CTX_free(sha);
+	return NULL;
+}
+
+static int hasher_start(struct hasher *h, struct mp *m, CURLM *multi)
+{
+	memset(h, 0, sizeof(*h));
+	h->m = m;
+	h->multi = multi;
+	h->ready = xcalloc(m->nparts ? m->nparts : 1, 1);
+	for (unsigned i = 0; i < m->nparts; i++)
+		h->ready[i] = m->parts[i].state == PART_DONE || m->parts[i].md5_hex[0];
+	pthread_mutex_init(&h->lock, NULL);
+	h->started = pthread_create(&h->thread, NULL, hasher_run, h) == 0;
+	return h->started ? 0 : -1;
+}
+
+static void hasher_stop(struct hasher *h)
+{
+	if (h->started) {
+		pthread_mutex_lock(&h->lock);
+		h->stop = 1;
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->thread, NULL);
+		h->started = 0;
+	}
+	pthread_mutex_destroy(&h->lock);
+	free(h->ready);
+	h->ready = NULL;
+}
+
+/* The next part to send: due (past its backoff) and hashed. */
+static struct mp_part *next_part(struct mp *m, struct hasher *h, int64_t now, int64_t *wake_ms)
+{
+	struct mp_part *found = NULL;
+
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < m->nparts && !found; i++) {
 		struct mp_part *p = &m->parts[i];
-		if (p->state != PART_TODO)
+		if (p->state != PART_TODO || !h->ready[i])
 			continue;
 		if (p->not_before_ms <= now)
-			return p;
-		if (*wake_ms < 0 || p->not_before_ms < *wake_ms)
+			found = p;
+		else if (*wake_ms < 0 || p->not_before_ms < *wake_ms)
 			*wake_ms = p->not_before_ms;
 	}
-	return NULL;
+	pthread_mutex_unlock(&h->lock);
+	return found;
+}
+
+static int all_sent(const struct mp *m)
+{
+	for (unsigned i = 0; i < m->nparts; i++)
+		if (m->parts[i].state != PART_DONE)
+			return 0;
+	return 1;
 }
 
 static int start_part(struct mp *m, struct mp_slot *slot, CURLM *multi, unsigned idx, uint64_t rate,
@@ -1893,12 +2070,18 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 {
 	CURLM *multi = curl_multi_init();
 	struct mp_slot *slots = NULL;
+	struct hasher h;
 	unsigned todo = 0, nslots, running = 0;
 	uint64_t rate = 0;
 	int ret = 0;
 
 	if (!multi)
 		return ops_error_set(err, OPS_EXIT_FAILED, "cannot initialise libcurl");
+	if (hasher_start(&h, m, multi) < 0) {
+		hasher_stop(&h);
+		curl_multi_cleanup(multi);
+		return ops_error_set(err, OPS_EXIT_FAILED, "cannot start a thread");
+	}
 	for (unsigned i = 0; i < m->nparts; i++)
 		todo += m->parts[i].state != PART_DONE;
 	nslots = todo < (unsigned)m->c->set->concurrency ? todo : (unsigned)m->c->set->concurrency;
@@ -1922,22 +2105,33 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 		CURLMsg *msg;
 		CURLMcode mc;
 
+		int sha_state;
+
+		pthread_mutex_lock(&h.lock);
+		if (h.errnum)
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", m->path, ops_strerror(h.errnum));
+		sha_state = m->want_sha256 ? h.sha_state : 1;
+		pthread_mutex_unlock(&h.lock);
+		if (ret < 0)
+			goto out;
+		if (sha_state < 0) {
+			/* no part more: the upload is abandoned by the caller */
+			ret = S3_SOURCE_DAMAGED;
+			goto out;
+		}
 		for (unsigned i = 0; i < nslots; i++) {
 			struct mp_part *p;
 			if (slots[i].busy)
 				continue;
-			p = next_part(m, now, &wake);
+			p = next_part(m, &h, now, &wake);
 			if (!p)
 				break;
 			if ((ret = start_part(m, &slots[i], multi, (unsigned)(p - m->parts), rate, err)) < 0)
 				goto out;
 			running++;
 		}
-		if (!running) {
-			int64_t none = -1;
-			if (!next_part(m, INT64_MAX, &none))
-				break; /* every part is done */
-		}
+		if (!running && all_sent(m) && sha_state > 0)
+			break;
 		mc = curl_multi_perform(multi, &still);
 		if (mc != CURLM_OK) {
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "libcurl: %s", curl_multi_strerror(mc));
@@ -1966,6 +2160,7 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 			curl_multi_poll(multi, NULL, 0, (int)wait_ms, NULL);
 	}
 out:
+	hasher_stop(&h);
 	for (unsigned i = 0; i < nslots; i++) {
 		if (slots[i].busy)
 			curl_multi_remove_handle(multi, slots[i].r.easy);
@@ -2111,6 +2306,16 @@ static int put_multipart(struct mp *m, struct s3_put_result *res, struct ops_err
 			goto out;
 		report_progress(m->c, m->done_bytes, m->size, 1);
 		ret = upload_parts(m, err);
+		if (ret == S3_SOURCE_DAMAGED) {
+			/* never completed: what was sent goes, and no later run resumes it */
+			struct ops_error ignored = OPS_ERROR_INIT;
+			abort_upload(m->c, m->fkey, m->st.upload_id, &ignored);
+			ops_error_release(&ignored);
+			if (m->state_path)
+				remove_state(m->state_path, NULL);
+			ret = source_damaged(m->path, m->got_sha256, res, err);
+			goto out;
+		}
 		if (ret == 0)
 			ret = complete(m, res, err);
 		/* every part recorded by a run that died: it may have sent the
@@ -2146,7 +2351,7 @@ out:
 }
 
 int s3_put_file(struct s3_client *c, const char *key, const char *path, const char *state_path,
-		struct s3_put_result *res, struct ops_error *err)
+		const char *want_sha256, struct s3_put_result *res, struct ops_error *err)
 {
 	struct mp m;
 	struct stat st;
@@ -2178,11 +2383,12 @@ int s3_put_file(struct s3_client *c, const char *key, const char *path, const ch
 	m.size = (uint64_t)st.st_size;
 	m.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	m.part_size = s3_part_size(m.size, c->set->part_size);
+	m.want_sha256 = want_sha256;
 	strbuf_addf(&m.what, "upload '%s' to storage '%s'", key, c->set->name);
 	if ((ret = client_easy(c, err)) < 0)
 		goto out;
 	if (m.size <= m.part_size)
-		ret = put_single(c, fkey.buf, key, path, m.fd, m.size, res, err);
+		ret = put_single(c, fkey.buf, key, path, m.fd, m.size, want_sha256, res, err);
 	else
 		ret = put_multipart(&m, res, err);
 	if (ret == 0 && res)

@@ -112,6 +112,7 @@ struct s3_put_result {
 	unsigned parts;             /* 0: one PUT */
 	unsigned parts_resumed;     /* parts an earlier run had sent, not sent again */
 	unsigned retries;           /* requests that had to be repeated */
+	int source_damaged;         /* failed: the file is not want_sha256 */
 };
 
 /* Uploads the file at path as key. Up to the part size (s3_part_size) it is
@@ -120,9 +121,14 @@ struct s3_put_result {
  * after every part) so that the next call with the same file,
  * key and state_path resumes it: a recorded part whose local bytes still
  * have the recorded MD5 is not sent again. state_path is removed when the
- * object is complete; state_path NULL uploads without resume. res may be NULL. */
+ * object is complete; state_path NULL uploads without resume. With
+ * want_sha256 (hex; may be NULL) the file is checked in the same pass that
+ * computes the parts' MD5s (on a thread beside the transfers): a single PUT
+ * is not sent, and a multipart upload is not completed but aborted, when
+ * the file's SHA-256 is another (OPS_EXIT_INTEGRITY, res->source_damaged).
+ * res may be NULL. */
 int s3_put_file(struct s3_client *c, const char *key, const char *path, const char *state_path,
-		struct s3_put_result *res, struct ops_error *err);
+		const char *want_sha256, struct s3_put_result *res, struct ops_error *err);
 
 /* Gives up a resumable upload: aborts the multipart upload named in
  * state_path on the server (one gone already, or a server that cannot abort

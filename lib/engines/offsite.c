@@ -164,6 +164,7 @@ struct upload {
 	struct off_upload_result *res;
 	pthread_mutex_t lock;
 	int failed;
+	int verify;                     /* check each file against its SHA-256 while sending */
 	struct ops_error err;
 };
 
@@ -209,7 +210,18 @@ static int upload_one(struct upload *u, struct s3_client *c, const struct bk_fil
 				    (unsigned long long)st.st_size, (unsigned long long)f->size);
 		goto out;
 	}
-	ret = s3_put_file(c, key, path, state, &pr, err);
+	ret = s3_put_file(c, key, path, state, u->verify ? f->sha256 : NULL, &pr, err);
+	if (ret < 0 && pr.source_damaged) {
+		/* bk_verify's words: the set is damaged, not the upload */
+		ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
+				    "backup '%s' is damaged: the SHA-256 of '%s' does not match the manifest", u->e->id,
+				    f->name);
+		ops_error_hint(err, "nothing of it was kept on the storage; restore from another backup ('opsctl backup list')");
+		pthread_mutex_lock(&u->lock);
+		u->res->damaged = 1;
+		pthread_mutex_unlock(&u->lock);
+		goto out;
+	}
 	if (ret < 0) {
 		ops_error_prefix(err, "uploading '%s'", f->name);
 		goto out;
@@ -276,7 +288,7 @@ static int cmp_size_desc(const void *a, const void *b)
 	return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->name, y->name);
 }
 
-int off_upload(const struct off_settings *o, const struct bk_entry *e, off_progress_fn *progress,
+int off_upload(const struct off_settings *o, const struct bk_entry *e, int verify, off_progress_fn *progress,
 	       void *progress_data, struct off_upload_result *res, struct ops_error *err)
 {
 	struct upload u;
@@ -294,6 +306,7 @@ int off_upload(const struct off_settings *o, const struct bk_entry *e, off_progr
 	c.rate_limit = o->rate_limit;
 	u.o = o;
 	u.e = e;
+	u.verify = verify;
 	u.res = res;
 	u.progress = progress;
 	u.progress_data = progress_data;
@@ -342,7 +355,7 @@ int off_upload(const struct off_settings *o, const struct bk_entry *e, off_progr
 	mkey = key_of(e->id, BK_MANIFEST);
 	mpath = xstrfmt("%s/%s", e->path, BK_MANIFEST);
 	memset(&pr, 0, sizeof(pr));
-	if ((ret = s3_put_file(&c, mkey, mpath, NULL, &pr, err)) < 0) {
+	if ((ret = s3_put_file(&c, mkey, mpath, NULL, NULL, &pr, err)) < 0) {
 		ops_error_prefix(err, "uploading '%s'", BK_MANIFEST);
 		goto out;
 	}

@@ -45,14 +45,20 @@ struct off_upload_result {
 	unsigned parts_resumed;     /* multipart parts an earlier run had sent */
 	unsigned retries;
 	int64_t duration_ms;
+	int damaged;                /* failed: a file does not match the manifest (verify) */
 };
 
 /* Uploads the local set e: every file of its manifest (those an earlier run
  * of the same set completed are not sent again), then manifest.json, then
  * writes OFF_MARK into the set. Errors: OPS_EXIT_UNREACHABLE (storage down,
  * credentials refused), OPS_EXIT_INTEGRITY (a file changed since the backup),
- * OPS_EXIT_FAILED. The local set is never touched but for OFF_MARK. */
-int off_upload(const struct off_settings *o, const struct bk_entry *e, off_progress_fn *progress,
+ * OPS_EXIT_FAILED. The local set is never touched but for OFF_MARK.
+ * verify: check each file sent against the manifest's SHA-256 in the same
+ * read that computes its MD5s (a set made by an earlier run may have rotted
+ * on disk): a file that does not match is not completed on the storage
+ * ("backup 'ID' is damaged: ...", OPS_EXIT_INTEGRITY), and the manifest is
+ * not sent. */
+int off_upload(const struct off_settings *o, const struct bk_entry *e, int verify, off_progress_fn *progress,
 	       void *progress_data, struct off_upload_result *res, struct ops_error *err);
 
 /* Whether the local set was uploaded to storage name (its OFF_MARK). */

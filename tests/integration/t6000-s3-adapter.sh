@@ -112,6 +112,30 @@ expect_exit 44 s3tool get sets/missing.bin missing.back
 expect_grep "^s3tool: error: no object 'sets/missing.bin' in storage 'test'$" err
 [ ! -e missing.back ] || fail "a missing object left a file"
 
+say "want_sha256: checked in the MD5 pass; a file that is not it is never completed"
+mark=$(log_lines)
+expect_exit 0 s3tool --part-size 1M put-sha sets/checked.bin big.bin "$(sha big.bin)" checked.state
+expect_json out 'd["parts"] == 48 and d["source_damaged"] is False'
+expect_file_same big.bin "$(s3_object_file ai-chat/sets/checked.bin)"
+cp big.bin rotten.bin
+printf 'X' | dd of=rotten.bin bs=1 seek=49000000 conv=notrunc status=none # in the last part
+mark=$(log_lines)
+expect_exit 5 s3tool --part-size 1M put-sha sets/rotten.bin rotten.bin "$(sha big.bin)" rotten.state
+expect_grep "^s3tool: error: 'rotten\.bin' has SHA-256 $(sha rotten.bin), not the expected one$" err
+expect_json out 'd["source_damaged"] is True'
+TEST_CHECKS=$((TEST_CHECKS + 1))
+[ "$(after_mark "$mark" | grep -c '^POST .*?uploadId=')" = 0 ] || fail "a damaged file's upload was completed"
+[ ! -e rotten.state ] || fail "a damaged file's upload left a state file to resume"
+expect_exit 44 s3tool head sets/rotten.bin
+# one PUT: not a byte sent
+head -c 1000 big.bin >small-rotten.bin
+mark=$(log_lines)
+expect_exit 5 s3tool put-sha sets/small-rotten.bin small-rotten.bin "$(sha small.txt)"
+TEST_CHECKS=$((TEST_CHECKS + 1))
+[ -z "$(after_mark "$mark" | grep '^PUT ')" ] || fail "a damaged small file was sent: $(after_mark "$mark")"
+expect_exit 0 s3tool put-sha sets/small-ok.bin small-rotten.bin "$(sha small-rotten.bin)"
+expect_exit 0 s3tool delete sets/checked.bin sets/small-ok.bin
+
 say "resume after SIGKILL: the parts the state file records are not sent again"
 "$S3TOOL" -c s3.conf -e app.env --part-size 1M --limit-rate 8M put sets/resume.bin big.bin resume.state \
 	>killed.out 2>killed.err </dev/null &

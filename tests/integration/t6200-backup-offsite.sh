@@ -271,6 +271,26 @@ after_mark "$mark" | grep -q "^PUT /$S3_BUCKET/$PREFIX/$id1/manifest.json 200" |
 expect_exit 2 ob backup upload shop-nope
 expect_grep "no backup 'shop-nope'" err
 
+say "backup upload of a set that rotted on disk: exit 5, never completed, the remote copy as it was"
+rotten=backups/$id2/files.tar.zst
+cp "$rotten" rotten.good
+printf 'X' | dd of="$rotten" bs=1 seek=40000000 conv=notrunc status=none # same size; part 8 of 10
+mark=$(log_lines)
+expect_exit 5 ob backup upload "$id2"
+expect_grep "^opsctl: error: backup '$id2' is damaged: the SHA-256 of 'files\.tar\.zst' does not match the manifest$" err
+expect_grep "^hint: nothing of it was kept on the storage" err
+TEST_CHECKS=$((TEST_CHECKS + 1))
+after_mark "$mark" | grep -q "^PUT /$S3_BUCKET/$PREFIX/$id2/files\.tar\.zst?partNumber=" ||
+	fail "the parts were not sent while the file was checked: $(after_mark "$mark" | tr '\n' ';')"
+TEST_CHECKS=$((TEST_CHECKS + 1))
+if after_mark "$mark" | grep -q "^POST /$S3_BUCKET/$PREFIX/$id2/files\.tar\.zst?uploadId=" ||
+	after_mark "$mark" | grep -q "^PUT /$S3_BUCKET/$PREFIX/$id2/manifest\.json"; then
+	fail "a damaged set was completed on the storage: $(after_mark "$mark" | tr '\n' ';')"
+fi
+expect_file_same rotten.good "$(s3_object_file "$PREFIX/$id2/files.tar.zst")"
+mv rotten.good "$rotten"
+expect_exit 0 ob backup verify --remote --deep "$id2"
+
 # ---- retention --------------------------------------------------------------------
 say "remote retention: remote_keep_last = 1 beside keep_last = 3"
 all="$id1 $id2 $id3 $id4 $id5 "

@@ -4,6 +4,7 @@
  * as one JSON document, and exits with the error's code (S3_NOT_FOUND: 44).
  *
  *   s3tool -c CONF [-e ENV] [-s NAME] [options] put KEY FILE [STATE]
+ *   s3tool ... put-sha KEY FILE SHA256 [STATE]   (s3_put_file with want_sha256)
  *                                                 get KEY FILE|- [SHA256]
  *                                                 head KEY | list [PREFIX]
  *                                                 delete KEY... | abandon STATE
@@ -52,10 +53,13 @@ static int run(struct s3_client *c, int argc, char **argv, cJSON *out, struct op
 {
 	const char *cmd = argv[0];
 
-	if (!strcmp(cmd, "put") && (argc == 3 || argc == 4)) {
+	if ((!strcmp(cmd, "put") && (argc == 3 || argc == 4)) || (!strcmp(cmd, "put-sha") && (argc == 4 || argc == 5))) {
 		struct s3_put_result res;
-		int ret = s3_put_file(c, argv[1], argv[2], argc == 4 ? argv[3] : NULL, &res, err);
+		int sha = !strcmp(cmd, "put-sha");
+		const char *state = argc == 4 + sha ? argv[3 + sha] : NULL;
+		int ret = s3_put_file(c, argv[1], argv[2], state, sha ? argv[3] : NULL, &res, err);
 		cJSON_AddNumberToObject(out, "retries", res.retries);
+		cJSON_AddBoolToObject(out, "source_damaged", res.source_damaged);
 		if (ret < 0)
 			return ret;
 		cJSON_AddNumberToObject(out, "size", (double)res.size);
