@@ -631,9 +631,12 @@ void s3_upload_state_release(struct s3_upload_state *st)
 	free(st->bucket);
 	free(st->key);
 	free(st->upload_id);
-	for (unsigned i = 0; i < st->nparts; i++)
+	for (unsigned i = 0; i < st->nparts; i++) {
 		free(st->etags ? st->etags[i] : NULL);
+		free(st->md5s ? st->md5s[i] : NULL);
+	}
 	free(st->etags);
+	free(st->md5s);
 	s3_upload_state_init(st);
 }
 
@@ -696,16 +699,18 @@ int s3_upload_state_load(struct s3_upload_state *st, const char *path, struct op
 	st->key = xstrdup(json_str(doc, "key"));
 	st->upload_id = xstrdup(json_str(doc, "upload_id"));
 	st->etags = xcalloc(st->nparts, sizeof(*st->etags));
+	st->md5s = xcalloc(st->nparts, sizeof(*st->md5s));
 	parts = cJSON_GetObjectItemCaseSensitive(doc, "parts");
 	if (!cJSON_IsArray(parts))
 		goto bad;
 	cJSON_ArrayForEach(part, parts) {
 		uint64_t n;
-		const char *etag = json_str(part, "etag");
+		const char *etag = json_str(part, "etag"), *md5 = json_str(part, "md5");
 		if (json_u64(part, "part", &n) < 0 || n < 1 || n > st->nparts || !etag ||
-		    strlen(etag) >= S3_ETAG_MAX || st->etags[n - 1])
+		    strlen(etag) >= S3_ETAG_MAX || st->etags[n - 1] || (md5 && strlen(md5) != 32))
 			goto bad;
 		st->etags[n - 1] = xstrdup(etag);
+		st->md5s[n - 1] = md5 ? xstrdup(md5) : NULL;
 	}
 	goto out;
 bad:
@@ -742,6 +747,8 @@ int s3_upload_state_save(const struct s3_upload_state *st, const char *path, str
 		p = cJSON_CreateObject();
 		cJSON_AddNumberToObject(p, "part", i + 1);
 		cJSON_AddStringToObject(p, "etag", st->etags[i]);
+		if (st->md5s && st->md5s[i])
+			cJSON_AddStringToObject(p, "md5", st->md5s[i]);
 		cJSON_AddItemToArray(parts, p);
 	}
 	cJSON_AddItemToObject(doc, "parts", parts);
@@ -786,6 +793,7 @@ struct req {
 	uint64_t received;
 	int read_errno, write_errno;
 	char etag[S3_ETAG_MAX];
+	int etag_opaque;             /* SSE-KMS or SSE-C: the ETag is not the MD5 of the bytes */
 	curl_off_t content_length;
 	curl_off_t filetime;
 	char errbuf[CURL_ERROR_SIZE];
@@ -833,15 +841,40 @@ static void report_progress(struct s3_client *c, uint64_t done, uint64_t total, 
 	c->progress(c->progress_data, done, total);
 }
 
+/* S3 says that an object stored with SSE-KMS (x-amz-server-side-encryption:
+ * aws:kms, or aws:kms:dsse) or SSE-C (x-amz-server-side-encryption-customer-
+ * algorithm) has an ETag that is not the MD5 of its bytes: those answers
+ * still had their Content-MD5 checked by the storage, but their ETag cannot
+ * be compared with ours. */
+static int sse_header_opaque(const char *data, size_t len)
+{
+	static const char kms[] = "x-amz-server-side-encryption:";
+	static const char ssec[] = "x-amz-server-side-encryption-customer-algorithm:";
+	size_t i;
+
+	if (len >= sizeof(ssec) - 1 && !strncasecmp(data, ssec, sizeof(ssec) - 1))
+		return 1;
+	if (len < sizeof(kms) - 1 || strncasecmp(data, kms, sizeof(kms) - 1))
+		return 0;
+	for (i = sizeof(kms) - 1; i < len && (data[i] == ' ' || data[i] == '\t'); i++)
+		;
+	return len - i >= 7 && !strncasecmp(data + i, "aws:kms", 7);
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
 	struct req *r = userp;
 	size_t len = size * n;
 
-	if (len >= 5 && !strncmp(data, "HTTP/", 5))
-		r->etag[0] = '\0'; /* a 100 Continue came first: only the final answer's headers count */
-	else if (len > 5 && !strncasecmp(data, "etag:", 5))
+	if (len >= 5 && !strncmp(data, "HTTP/", 5)) {
+		/* a 100 Continue came first: only the final answer's headers count */
+		r->etag[0] = '\0';
+		r->etag_opaque = 0;
+	} else if (len > 5 && !strncasecmp(data, "etag:", 5)) {
 		etag_copy(r->etag, data + 5, len - 5);
+	} else if (sse_header_opaque(data, len)) {
+		r->etag_opaque = 1;
+	}
 	return len;
 }
 
@@ -1334,6 +1367,7 @@ int s3_head(struct s3_client *c, const char *key, struct s3_object *out, struct 
 	out->key = xstrdup(key);
 	out->size = r.content_length > 0 ? (uint64_t)r.content_length : 0;
 	memcpy(out->etag, r.etag, sizeof(out->etag));
+	out->etag_opaque = r.etag_opaque;
 	out->last_modified = r.filetime > 0 ? (time_t)r.filetime : 0;
 out:
 	strbuf_release(&what);
@@ -1653,7 +1687,7 @@ static int put_single(struct s3_client *c, const char *fkey, const char *key, co
 			ret = req_fail(&r, what.buf, 1, err);
 		goto out;
 	}
-	if (etag_is_md5(r.etag) && strcasecmp(r.etag, md5_hex)) {
+	if (!r.etag_opaque && etag_is_md5(r.etag) && strcasecmp(r.etag, md5_hex)) {
 		ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
 				    "cannot upload '%s' to storage '%s': it stored ETag %s, not the MD5 %s of the bytes sent",
 				    key, c->set->name, r.etag, md5_hex);
@@ -1787,6 +1821,7 @@ static int initiate(struct mp *m, struct ops_error *err)
 	m->st.part_size = m->part_size;
 	m->st.nparts = m->nparts;
 	m->st.etags = xcalloc(m->nparts, sizeof(*m->st.etags));
+	m->st.md5s = xcalloc(m->nparts, sizeof(*m->st.md5s));
 	ret = save_state(m, err);
 out:
 	strbuf_release(&upload_id);
@@ -1840,13 +1875,17 @@ static int mp_prepare(struct mp *m, int fresh, struct ops_error *err)
 			continue;
 		if ((ret = part_md5(m, p, err)) < 0)
 			return ret;
-		if (!strcasecmp(m->st.etags[i], p->md5_hex)) {
+		/* the MD5 recorded beside the ETag (an SSE-KMS ETag is not one),
+		 * else the ETag (state files of earlier versions) */
+		if (!strcasecmp(m->st.md5s[i] ? m->st.md5s[i] : m->st.etags[i], p->md5_hex)) {
 			p->state = PART_DONE;
 			m->done_bytes += p->len;
 			m->resumed++;
 		} else {
 			free(m->st.etags[i]);
 			m->st.etags[i] = NULL;
+			free(m->st.md5s[i]);
+			m->st.md5s[i] = NULL;
 		}
 	}
 	return 0;
@@ -2023,11 +2062,13 @@ static int finish_part(struct mp *m, struct mp_slot *slot, struct ops_error *err
 	slot->busy = 0;
 	p->attempts++;
 	p->state = PART_TODO;
-	if (o == OUT_OK && !strcasecmp(r->etag, p->md5_hex)) {
+	if (o == OUT_OK && (!strcasecmp(r->etag, p->md5_hex) || (r->etag_opaque && r->etag[0]))) {
 		p->state = PART_DONE;
 		m->done_bytes += p->len;
 		free(m->st.etags[slot->part]);
 		m->st.etags[slot->part] = xstrdup(r->etag);
+		free(m->st.md5s[slot->part]);
+		m->st.md5s[slot->part] = xstrdup(p->md5_hex);
 		ret = save_state(m, err);
 		goto out;
 	}
@@ -2238,7 +2279,7 @@ static int complete(struct mp *m, struct s3_put_result *res, struct ops_error *e
 	if (res)
 		etag_copy(res->etag, etag.buf, etag.len);
 	multipart_etag(m, expect);
-	if (res && strchr(res->etag, '-') && expect[0] && strcasecmp(res->etag, expect)) {
+	if (res && !r.etag_opaque && strchr(res->etag, '-') && expect[0] && strcasecmp(res->etag, expect)) {
 		ret = ops_error_set(err, OPS_EXIT_INTEGRITY,
 				    "cannot %s: the storage assembled ETag %s, not %s from the parts sent", m->what.buf,
 				    res->etag, expect);
@@ -2284,7 +2325,7 @@ static int already_complete(struct mp *m, struct s3_put_result *res)
 	memset(&o, 0, sizeof(o));
 	whole = s3_head(m->c, m->key, &o, &ignored) == 0 && o.size == m->size;
 	multipart_etag(m, expect);
-	if (whole && strchr(o.etag, '-') && expect[0] && strcasecmp(o.etag, expect))
+	if (whole && !o.etag_opaque && strchr(o.etag, '-') && expect[0] && strcasecmp(o.etag, expect))
 		whole = 0;
 	if (whole && res)
 		memcpy(res->etag, o.etag, sizeof(res->etag));

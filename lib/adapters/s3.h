@@ -140,6 +140,7 @@ struct s3_object {
 	char *key;                  /* below the prefix; owned */
 	uint64_t size;
 	char etag[S3_ETAG_MAX];     /* without quotes */
+	int etag_opaque;            /* SSE-KMS or SSE-C: the ETag is no MD5 of the bytes */
 	time_t last_modified;       /* 0 when the server did not say */
 };
 
@@ -211,6 +212,7 @@ struct s3_upload_state {
 	uint64_t part_size;
 	unsigned nparts;
 	char **etags;                   /* [nparts]; NULL for a part not done; without quotes */
+	char **md5s;                    /* [nparts]; hex MD5 of the part sent, NULL when unknown */
 };
 void s3_upload_state_init(struct s3_upload_state *st);
 void s3_upload_state_release(struct s3_upload_state *st);

@@ -6,9 +6,17 @@
 // killed test leaves no server behind.
 //
 //   node --openssl-legacy-provider s3rver-run.js --module DIR --dir DATA --port-file F --log L
-//        [--port N] [--bucket NAME] [--parent-pid PID] [--max-seconds N]
+//        [--port N] [--bucket NAME] [--parent-pid PID] [--max-seconds N] [--sse-kms 1]
+//
+// --sse-kms 1 answers as S3 does for a bucket whose default encryption is
+// SSE-KMS, which s3rver cannot do itself: every answer says
+// "x-amz-server-side-encryption: aws:kms", and the ETag header of a PUT, a
+// part, a HEAD or a GET is not the MD5 of the bytes (S3 documents that it is
+// not, for SSE-KMS and SSE-C objects); it stays 32 hex digits (and "-N" for
+// a multipart object), as S3's do. The bytes stored are s3rver's as ever.
 'use strict';
 
+const crypto = require('crypto');
 const fs = require('fs');
 
 const args = {};
@@ -50,6 +58,20 @@ server.run().then((address) => {
     };
     res.on('finish', record);
     res.on('close', record);
+    if (args['sse-kms']) {
+      const setHeader = res.setHeader.bind(res);
+      res.setHeader = (name, value) => {
+        if (String(name).toLowerCase() === 'etag') {
+          const m = /^"?([0-9a-fA-F]{32})(-[0-9]+)?"?$/.exec(String(value));
+          if (m) {
+            const opaque = crypto.createHash('md5').update(`sse-kms:${m[1]}`).digest('hex');
+            value = `"${opaque}${m[2] || ''}"`;
+          }
+        }
+        return setHeader(name, value);
+      };
+      setHeader('x-amz-server-side-encryption', 'aws:kms');
+    }
   });
   const tmp = `${args['port-file']}.tmp`;
   fs.writeFileSync(tmp, `${address.port}\n`);

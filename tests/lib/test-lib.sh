@@ -966,6 +966,8 @@ expect_secret_absent() {
 # S3_ACCESS_KEY / S3_SECRET_KEY (s3rver's only account, S3RVER/S3RVER; it
 # checks that the key exists but not the signature). S3_LOG gets one line per
 # request, "METHOD URL STATUS HOST" (status 0: the client went away mid-request).
+# S3_SSE_KMS=1 answers as a bucket with SSE-KMS default encryption does: ETags
+# that are not MD5s of the bytes (see s3rver-run.js).
 S3_RUNS=0
 s3_start() {
 	local module=$TEST_SRCDIR/.cache/npm/node_modules/s3rver portfile
@@ -984,7 +986,7 @@ s3_start() {
 	# node's OpenSSL 3 keeps in its legacy provider
 	node --openssl-legacy-provider "$TEST_LIB_DIR/s3rver-run.js" --module "$module" --dir "$S3_DIR" --bucket "$S3_BUCKET" \
 		--port-file "$portfile" --log "$S3_LOG" --parent-pid $$ --max-seconds 900 \
-		</dev/null >/dev/null 2>"$TEST_SCRATCH/s3-$S3_RUNS.err" &
+		${S3_SSE_KMS:+--sse-kms 1} </dev/null >/dev/null 2>"$TEST_SCRATCH/s3-$S3_RUNS.err" &
 	S3_PID=$!
 	test_register_server s3 "$S3_PID"
 	wait_for 30 test -s "$portfile" || {

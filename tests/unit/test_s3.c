@@ -401,6 +401,10 @@ static void test_state_round_trip(void **state)
 	st.etags = xcalloc(6, sizeof(char *));
 	st.etags[0] = xstrdup("9b2cf535f27731c974343645a3985328");
 	st.etags[3] = xstrdup("6f1fa61b723121fa8103f8b8226527cf");
+	/* an SSE-KMS part: the ETag is no MD5, the MD5 sent is kept beside it */
+	st.etags[4] = xstrdup("a1b2c3d4e5f60718293a4b5c6d7e8f90kms");
+	st.md5s = xcalloc(6, sizeof(char *));
+	st.md5s[4] = xstrdup("0cc175b9c0f1b6a831c399e269772661");
 	assert_int_equal(s3_upload_state_save(&st, path.buf, &err), 0);
 	assert_int_equal(stat(path.buf, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
@@ -417,6 +421,9 @@ static void test_state_round_trip(void **state)
 	assert_string_equal(back.etags[0], "9b2cf535f27731c974343645a3985328");
 	assert_null(back.etags[1]);
 	assert_string_equal(back.etags[3], "6f1fa61b723121fa8103f8b8226527cf");
+	assert_null(back.md5s[3]); /* written by an earlier version: the ETag is the MD5 */
+	assert_string_equal(back.etags[4], "a1b2c3d4e5f60718293a4b5c6d7e8f90kms");
+	assert_string_equal(back.md5s[4], "0cc175b9c0f1b6a831c399e269772661");
 	assert_null(back.etags[5]);
 
 	/* a part number beyond the file, or garbage: not a state file */
