@@ -1604,8 +1604,7 @@ static int sha_matches(EVP_MD_CTX *sha, const char *want, char hex[65])
 	hex[0] = '\0';
 	if (!EVP_DigestFinal_ex(sha, sum, &n) || n != 32)
 		return 0;
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	hash_hex(sum, sizeof(sum), hex);
 	return !strcasecmp(hex, want);
 }
 
