@@ -14,15 +14,6 @@ om() {
 no_table() {
 	expect_sql "SELECT to_regclass('$1') IS NULL" t
 }
-applied() {
-	pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations"
-}
-expect_applied() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	local got
-	got=$(applied)
-	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
-}
 
 mkdir migrations
 cat >migrations/001_base.sql <<'SQL'

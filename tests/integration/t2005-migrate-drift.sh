@@ -10,12 +10,6 @@ pg_start
 om() {
 	"$OPSCTL" --db "$TEST_PG_URL" "$@"
 }
-expect_applied() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	local got
-	got=$(pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations")
-	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
-}
 sha() {
 	sha256sum "$1" | cut -d' ' -f1
 }

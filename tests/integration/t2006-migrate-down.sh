@@ -11,12 +11,6 @@ pg_start
 om() {
 	"$OPSCTL" --db "$TEST_PG_URL" "$@"
 }
-expect_applied() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	local got
-	got=$(pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations")
-	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
-}
 tables() {
 	expect_sql "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ('schema_migrations', 'undo_log')" "$1"
 }

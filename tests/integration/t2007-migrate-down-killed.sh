@@ -16,12 +16,6 @@ pg_start
 om() {
 	"$OPSCTL" --db "$TEST_PG_URL" "$@"
 }
-expect_applied() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	local got
-	got=$(pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations")
-	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
-}
 indexes() {
 	pg_psql "SELECT coalesce(string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text), '') FROM pg_index WHERE indrelid = 'items'::regclass AND NOT indisprimary"
 }

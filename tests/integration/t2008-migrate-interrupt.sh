@@ -13,15 +13,6 @@
 require_opsctl
 pg_start
 
-om() {
-	"$OPSCTL" --db "$TEST_PG_URL" "$@"
-}
-expect_applied() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	local got
-	got=$(pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations")
-	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
-}
 sleeping() { # a backend of opsctl is in pg_sleep
 	[ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'opsctl%' AND query LIKE '%pg_sleep%' AND state = 'active'")" != 0 ]
 }

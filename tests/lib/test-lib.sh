@@ -1225,6 +1225,15 @@ expect_sql() {
     got:      $(printf '%s' "$got" | tr '\n' '/')"
 }
 
+# expect_applied VERSIONS: schema_migrations holds exactly these versions, in
+# the order they were applied ("001,002"; "" for none).
+expect_applied() {
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	local got
+	got=$(pg_psql "SELECT coalesce(string_agg(version, ',' ORDER BY id), '') FROM schema_migrations")
+	[ "$got" = "$1" ] || fail "applied versions: expected '$1', got '$got'"
+}
+
 # ---- helpers for the backup/restore tests (t3*) ------------------------------
 
 # pg_dbsql DB SQL: like pg_psql, in database DB.
