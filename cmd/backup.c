@@ -171,6 +171,12 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 }
 
 /* [storage "NAME"] of [backup] offsite, with the remote retention. */
+static int on_signal_stop(void *data)
+{
+	(void)data;
+	return (int)interrupted;
+}
+
 static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s, struct off_settings *o)
 {
 	int ret;
@@ -185,6 +191,7 @@ static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s,
 		return ret;
 	o->state_dir = cmd_state_dir(ctx);
 	o->rate_limit = s->limit_rate;
+	o->stop = on_signal_stop; /* Ctrl-C ends a long upload or download; it resumes next time */
 	return 0;
 }
 
@@ -359,18 +366,13 @@ static void on_source_progress(void *data, const char *what, uint64_t done, uint
 	on_progress(what, done, total, data);
 }
 
-static int on_source_stop(void *data)
-{
-	(void)data;
-	return (int)interrupted;
-}
 
 static void source_callbacks(struct src_callbacks *cb, struct progress_state *ps)
 {
 	memset(cb, 0, sizeof(*cb));
 	cb->event = on_source_event;
 	cb->progress = on_source_progress;
-	cb->stop_requested = on_source_stop;
+	cb->stop_requested = on_signal_stop;
 	cb->data = ps;
 }
 
@@ -1179,7 +1181,11 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 				ret = take_lock(ctx, &lock, "opsctl restore");
 			if (ctx->dry_run || ret == 0) {
 				fetch_tried = !ctx->dry_run;
+				/* Ctrl-C ends the download; its temporary copy goes */
+				catch_signals(&old_int, &old_term);
 				ret = fetch_remote(ctx, &s, n ? argv[0] : "latest", &direct);
+				sigaction(SIGINT, &old_int, NULL);
+				sigaction(SIGTERM, &old_term, NULL);
 			}
 			e = ret == 0 ? &direct : NULL;
 			remote_plan = ret == 0 && ctx->dry_run;

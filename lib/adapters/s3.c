@@ -804,6 +804,7 @@ struct req {
 	curl_off_t now_up, now_down;
 	int64_t moved_at_ms;         /* the last time a byte went either way */
 	int stalled;                 /* aborted: nothing moved for [storage] timeout */
+	int stopped;                 /* aborted: the client's stop() said so */
 };
 
 static void req_init(struct req *r, struct s3_client *c, const char *method)
@@ -934,12 +935,21 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+static int stop_requested(const struct s3_client *c)
+{
+	return c->stop && c->stop(c->stop_data);
+}
+
 static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
 	struct req *r = userp;
 	int64_t now = clock_now_ms();
 	(void)ultotal;
+	if (stop_requested(r->c)) {
+		r->stopped = 1;
+		return 1; /* CURLE_ABORTED_BY_CALLBACK, never retried */
+	}
 	/* curl's low-speed check averages over several seconds, so a body that
 	 * stops after a burst would run on for timeout + ~6s: a stall is timed
 	 * here, from the last byte that moved */
@@ -1004,6 +1014,7 @@ static void setup_easy(struct req *r)
 	curl_easy_reset(e); /* keeps the connection and DNS caches */
 	r->moved_at_ms = clock_now_ms();
 	r->stalled = 0;
+	r->stopped = 0;
 	curl_slist_free_all(r->headers);
 	r->headers = NULL;
 	curl_easy_setopt(e, CURLOPT_URL, r->url.buf);
@@ -1110,7 +1121,7 @@ static enum outcome classify(struct req *r)
 	struct strbuf code = STRBUF_INIT, msg = STRBUF_INIT;
 	enum outcome o = OUT_FAIL;
 
-	if (r->read_errno || r->write_errno || r->body_too_large)
+	if (r->read_errno || r->write_errno || r->body_too_large || r->stopped)
 		goto out;
 	if (r->rc != CURLE_OK) {
 		o = transient(r->rc) ? OUT_RETRY : OUT_FAIL;
@@ -1206,6 +1217,10 @@ static int req_fail(struct req *r, const char *what, int attempts, struct ops_er
 
 	if (attempts > 1)
 		strbuf_addf(&tries, " (%d attempts)", attempts);
+	if (r->stopped || stop_requested(r->c)) {
+		ret = ops_error_set(err, OPS_EXIT_ABORTED, "cannot %s: interrupted", what);
+		goto out;
+	}
 	if (r->read_errno) {
 		ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot %s: cannot read the file: %s", what,
 				    ops_strerror(r->read_errno));
@@ -1286,6 +1301,21 @@ static int client_easy(struct s3_client *c, struct ops_error *err)
 
 /* One request on the client's handle, tried again with backoff while the
  * failure is transient. S3_NOT_FOUND (err untouched) for a missing object. */
+/* Sleeps ms before a retry, in slices, so a stop is not kept waiting: -1
+ * when stopped. */
+static int backoff_wait(const struct s3_client *c, int64_t ms)
+{
+	int64_t until = clock_now_ms() + ms;
+	for (;;) {
+		int64_t left = until - clock_now_ms();
+		if (stop_requested(c))
+			return -1;
+		if (left <= 0)
+			return 0;
+		clock_sleep_ms(left < 200 ? left : 200);
+	}
+}
+
 static int perform(struct req *r, const char *what, struct ops_error *err)
 {
 	int ret = 0;
@@ -1305,10 +1335,11 @@ static int perform(struct req *r, const char *what, struct ops_error *err)
 			return 0;
 		if (o == OUT_NOT_FOUND)
 			return S3_NOT_FOUND;
-		if (o == OUT_FAIL || attempt >= max_attempts(r->c))
+		if (o == OUT_FAIL || attempt >= max_attempts(r->c) || r->stopped)
 			return req_fail(r, what, attempt, err);
 		r->c->retries++;
-		clock_sleep_ms(backoff_ms(r->c, attempt));
+		if (backoff_wait(r->c, backoff_ms(r->c, attempt)) < 0)
+			return req_fail(r, what, attempt, err);
 	}
 }
 
@@ -2152,6 +2183,8 @@ static int upload_parts(struct mp *m, struct ops_error *err)
 			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", m->path, ops_strerror(h.errnum));
 		sha_state = m->want_sha256 ? h.sha_state : 1;
 		pthread_mutex_unlock(&h.lock);
+		if (ret == 0 && stop_requested(m->c))
+			ret = ops_error_set(err, OPS_EXIT_ABORTED, "cannot %s: interrupted", m->what.buf);
 		if (ret < 0)
 			goto out;
 		if (sha_state < 0) {

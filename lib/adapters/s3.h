@@ -97,6 +97,13 @@ struct s3_client {
 	s3_progress_fn *progress;   /* may be NULL */
 	void *progress_data;
 	unsigned list_page_size;    /* max-keys of a ListObjectsV2 page; 0: the server's (1000) */
+	/* May be NULL. Non-zero once the operation must stop (a signal): the
+	 * transfers under way are broken off within a second, no request is
+	 * retried, and the call fails with OPS_EXIT_ABORTED ("interrupted");
+	 * a multipart upload keeps its state for the next call. Called from
+	 * the thread that runs the operation. */
+	int (*stop)(void *data);
+	void *stop_data;
 	/* private */
 	void *curl;                 /* CURL *, reused (with its connections) for one-at-a-time requests */
 	int64_t progress_at_ms;     /* when progress was last called */

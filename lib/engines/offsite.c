@@ -150,6 +150,14 @@ static int write_done(const char *work, const cJSON *done, struct ops_error *err
 
 /* ---- uploading: a few files at a time, each with its own client ---- */
 
+/* A client of the storage that stops when the caller's stop() says so. */
+static void client_init(struct s3_client *c, const struct off_settings *o)
+{
+	s3_client_init(c, &o->s3);
+	c->stop = o->stop;
+	c->stop_data = o->stop_data;
+}
+
 struct upload {
 	const struct off_settings *o;
 	const struct bk_entry *e;
@@ -247,7 +255,7 @@ static void *worker_run(void *arg)
 	struct s3_client c;
 	struct ops_error err = OPS_ERROR_INIT;
 
-	s3_client_init(&c, &u->o->s3);
+	client_init(&c, u->o);
 	c.rate_limit = u->o->rate_limit / (uint64_t)u->o->workers;
 	c.progress = on_s3_progress;
 	c.progress_data = w;
@@ -256,6 +264,10 @@ static void *worker_run(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&u->lock);
+		if (!u->failed && u->next < u->nfiles && u->o->stop && u->o->stop(u->o->stop_data)) {
+			u->failed = 1;
+			ops_error_set(&u->err, OPS_EXIT_ABORTED, "interrupted before '%s'", u->files[u->next]->name);
+		}
 		if (u->failed || u->next >= u->nfiles) {
 			pthread_mutex_unlock(&u->lock);
 			break;
@@ -302,7 +314,7 @@ int off_upload(const struct off_settings *o, const struct bk_entry *e, int verif
 
 	memset(res, 0, sizeof(*res));
 	memset(&u, 0, sizeof(u));
-	s3_client_init(&c, &o->s3);
+	client_init(&c, o);
 	c.rate_limit = o->rate_limit;
 	u.o = o;
 	u.e = e;
@@ -437,7 +449,7 @@ int off_list(const struct off_settings *o, struct bk_list *l, struct ops_error *
 	int ret;
 
 	memset(l, 0, sizeof(*l));
-	s3_client_init(&c, &o->s3);
+	client_init(&c, o);
 	if ((ret = s3_list(&c, "", &objs, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < objs.nr; i++) {
@@ -504,7 +516,7 @@ int off_verify(const struct off_settings *o, const struct bk_entry *e, int deep,
 	struct s3_client c;
 	int ret = 0;
 
-	s3_client_init(&c, &o->s3);
+	client_init(&c, o);
 	for (size_t i = 0; i < e->m.nfiles && ret == 0; i++) {
 		const struct bk_file *f = &e->m.files[i];
 		char *key = key_of(e->id, f->name);
@@ -539,7 +551,7 @@ int off_remove(const struct off_settings *o, const struct bk_entry *e, struct op
 	char *mkey = key_of(e->id, BK_MANIFEST);
 	int ret;
 
-	s3_client_init(&c, &o->s3);
+	client_init(&c, o);
 	for (size_t i = 0; i < e->m.nfiles; i++)
 		keys[i] = key_of(e->id, e->m.files[i].name);
 	/* the manifest first: a set half deleted is no longer listed */
@@ -576,7 +588,7 @@ int off_fetch(const struct off_settings *o, const struct bk_entry *remote, const
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	s3_client_init(&c, &o->s3);
+	client_init(&c, o);
 	fp.fn = progress;
 	fp.data = progress_data;
 	fp.before = 0;

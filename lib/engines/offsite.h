@@ -25,6 +25,8 @@ struct off_settings {
 	int workers;                /* files uploaded at the same time (default 2) */
 	struct bk_policy policy;    /* remote_keep_*: default the local policy */
 	int have_policy;            /* a remote_keep_* or a local keep_* is set: else keep all */
+	int (*stop)(void *data);    /* may be NULL: non-zero once a signal asks to stop (s3_client's) */
+	void *stop_data;
 };
 
 void off_settings_init(struct off_settings *o);
