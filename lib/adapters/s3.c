@@ -32,6 +32,7 @@
 #define S3_MAX_BACKOFF_MS 30000
 #define S3_PROGRESS_EVERY_MS 200
 #define S3_READ_CHUNK (1024 * 1024)
+#define S3_TRICKLE_BYTES 1024 /* at least this much moves in every [storage] timeout */
 #define S3_STATE_VERSION 1
 #define S3_MAX_PARTS 10000
 #define S3_NO_SUCH_UPLOAD (-405)             /* internal: start the multipart upload again */
@@ -805,6 +806,9 @@ struct req {
 	int64_t moved_at_ms;         /* the last time a byte went either way */
 	int stalled;                 /* aborted: nothing moved for [storage] timeout */
 	int stopped;                 /* aborted: the client's stop() said so */
+	int trickled;                /* ... because under S3_TRICKLE_BYTES moved in a timeout */
+	int64_t window_at_ms;        /* the trickle check: when the current window began */
+	curl_off_t window_moved;     /* ... and the bytes moved either way by then */
 };
 
 static void req_init(struct req *r, struct s3_client *c, const char *method)
@@ -959,6 +963,19 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 		r->stalled = 1;
 		return 1; /* CURLE_ABORTED_BY_CALLBACK, reported as a timeout */
 	}
+	/* a peer that trickles (a byte now and then) never stalls by the rule
+	 * above: under S3_TRICKLE_BYTES in a whole timeout counts as a stall */
+	if (!r->window_at_ms) {
+		r->window_at_ms = now;
+		r->window_moved = ulnow + dlnow;
+	} else if (now - r->window_at_ms >= r->c->set->timeout_ms) {
+		if (ulnow + dlnow - r->window_moved < S3_TRICKLE_BYTES) {
+			r->stalled = r->trickled = 1;
+			return 1;
+		}
+		r->window_at_ms = now;
+		r->window_moved = ulnow + dlnow;
+	}
 	r->now_up = ulnow;
 	r->now_down = dlnow;
 	if (r->progress_serial) {
@@ -1015,6 +1032,8 @@ static void setup_easy(struct req *r)
 	r->moved_at_ms = clock_now_ms();
 	r->stalled = 0;
 	r->stopped = 0;
+	r->trickled = 0;
+	r->window_at_ms = 0;
 	curl_slist_free_all(r->headers);
 	r->headers = NULL;
 	curl_easy_setopt(e, CURLOPT_URL, r->url.buf);
@@ -1181,8 +1200,12 @@ static int transport_error(struct req *r, const char *what, const char *tries, s
 		break;
 	case CURLE_OPERATION_TIMEDOUT:
 		format_duration_ms(&limit, s->timeout_ms);
-		strbuf_addf(&reason, "'%s' did not answer or stalled for %s (timeout of [storage \"%s\"])",
-			    s->endpoint, limit.buf, s->name);
+		if (r->trickled)
+			strbuf_addf(&reason, "'%s' moved under %d bytes in %s (timeout of [storage \"%s\"])",
+				    s->endpoint, S3_TRICKLE_BYTES, limit.buf, s->name);
+		else
+			strbuf_addf(&reason, "'%s' did not answer or stalled for %s (timeout of [storage \"%s\"])",
+				    s->endpoint, limit.buf, s->name);
 		break;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:

@@ -9,6 +9,8 @@
 #                                                   the storage answers
 #   restore (remote)      GET stalls mid-body      always: exit 4, nothing fetched, the live
 #                                                   database untouched; once: retried, restored
+#                         GET trickles mid-body    (a byte every 0.4 s: never a second without
+#                                                   one) under 1 KiB per timeout: exit 4 as above
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
 . "$TEST_SRCDIR/tests/lib/fault-lib.sh"
 require_opsctl
@@ -99,6 +101,17 @@ TEST_CHECKS=$((TEST_CHECKS + 3))
 [ "$(pg_db_fingerprint shop)" = "$live_fp" ] || fail "a restore that could not fetch the set changed the live database"
 [ "$(dbs)" = "$dbs_before" ] || fail "databases changed: $(dbs), were $dbs_before"
 [ -z "$(ls -A backups | grep -e '^\.' -e "^$rid\$")" ] || fail "the stalled fetch left: $(ls -A backups | tr '\n' ' ')"
+
+say "the biggest object trickles after 10000 bytes (a byte every 0.4 s, never 1 s without one): exit 4, nothing fetched"
+stall_start proxy --upstream "127.0.0.1:$S3_PORT" --match "^GET /$S3_BUCKET/p/$rid/$big" --after 10000 --trickle 0.4
+write_conf proxy.conf "$STALL_URL"
+expect_exit 4 "$OPSCTL" -c "$TEST_SCRATCH/proxy.conf" --yes restore "$rid"
+expect_between 10000 25000 "restore whose download trickles"
+expect_grep "moved under 1024 bytes in 1s .*\(5 attempts\)" err
+[ "$(stall_count trickle)" -ge 5 ] || fail "expected 5 trickled downloads, the proxy saw $(stall_count trickle)"
+TEST_CHECKS=$((TEST_CHECKS + 2))
+[ "$(pg_db_fingerprint shop)" = "$live_fp" ] || fail "a restore that could not fetch the set changed the live database"
+[ -z "$(ls -A backups | grep -e '^\.' -e "^$rid\$")" ] || fail "the trickled fetch left: $(ls -A backups | tr '\n' ' ')"
 
 say "it stalls once: retried, and the restore succeeds"
 stall_start proxy --upstream "127.0.0.1:$S3_PORT" --match "^GET /$S3_BUCKET/p/$rid/$big" --after 10000 --count 1

@@ -3,7 +3,7 @@
 
 Usage: stall.py --port-file FILE --mode MODE [--parent-pid PID] [--max-seconds S]
                 [--log FILE] [--upstream HOST:PORT] [--match REGEX]
-                [--after BYTES] [--count N]
+                [--after BYTES] [--count N] [--trickle SECONDS]
 
 It listens on 127.0.0.1, on a free port it picks itself, written to --port-file
 (atomically) once it listens. Every connection is held open until the client
@@ -17,7 +17,9 @@ goes away; nothing is ever closed by the server. Modes:
            matches --match (a regex on "METHOD PATH"), the answer to it is
            passed on for --after bytes and then stalls (the connection stays
            open, nothing more is forwarded); only the first --count matching
-           requests stall (default: all), the others pass
+           requests stall (default: all), the others pass; with --trickle S
+           the rest of the answer is not held back but passed on one byte
+           every S seconds (a peer that never quite stalls)
 
 The log (--log) gets one line per event: "conn N", "request N METHOD PATH",
 "stall N" (the proxy stopped forwarding on connection N).
@@ -87,6 +89,7 @@ class Proxy:
         self.match = re.compile(args.match) if args.match else None
         self.after = args.after
         self.count = args.count
+        self.trickle = args.trickle
 
     def take_stall(self):
         global STALLS
@@ -95,6 +98,23 @@ class Proxy:
                 return False
             STALLS += 1
             return True
+
+    def trickle_rest(self, client, up, pending):
+        """The rest of the answer, a byte every --trickle seconds."""
+        try:
+            while True:
+                while not pending:
+                    pending = up.recv(65536)
+                    if not pending:
+                        return
+                client.sendall(pending[:1])
+                pending = pending[1:]
+                time.sleep(self.trickle)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            up.close()
 
     def serve(self, client, n):
         up = socket.create_connection((self.upstream[0], int(self.upstream[1])))
@@ -136,6 +156,11 @@ class Proxy:
                     break
                 if state["armed"]:
                     room = self.after - state["sent"]
+                    if len(data) >= room and self.trickle > 0:
+                        client.sendall(data[:room])
+                        log("trickle %d" % n)
+                        self.trickle_rest(client, up, data[room:])
+                        return
                     if len(data) >= room:
                         client.sendall(data[:room])
                         state["stalled"] = True
@@ -164,6 +189,7 @@ def main():
     ap.add_argument("--match")
     ap.add_argument("--after", type=int, default=0)
     ap.add_argument("--count", type=int, default=-1)
+    ap.add_argument("--trickle", type=float, default=0)
     args = ap.parse_args()
     if args.mode == "proxy" and not args.upstream:
         ap.error("--mode proxy needs --upstream")
