@@ -170,13 +170,14 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 	return 0;
 }
 
-/* [storage "NAME"] of [backup] offsite, with the remote retention. */
+/* The engines' and the storage client's question: stop now? (a signal came) */
 static int on_signal_stop(void *data)
 {
 	(void)data;
 	return (int)interrupted;
 }
 
+/* [storage "NAME"] of [backup] offsite, with the remote retention. */
 static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s, struct off_settings *o)
 {
 	int ret;
@@ -365,7 +366,6 @@ static void on_source_progress(void *data, const char *what, uint64_t done, uint
 {
 	on_progress(what, done, total, data);
 }
-
 
 static void source_callbacks(struct src_callbacks *cb, struct progress_state *ps)
 {
