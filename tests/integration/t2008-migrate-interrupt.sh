@@ -25,7 +25,6 @@ start_bg() {
 	shift
 	"$@" >"$name.out" 2>"$name.err" </dev/null &
 	BG_PID=$!
-	BG_START=$(now_ms)
 }
 # finish_bg NAME WANT MAX_MS: the background run exits WANT within MAX_MS of
 # the signal, with no sanitizer report

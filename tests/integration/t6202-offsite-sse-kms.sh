@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2010  # ls | grep on directories whose names the test chose
 # Offsite backups to a bucket with SSE-KMS default encryption: S3 then
 # answers with ETags that are not the MD5 of the bytes (its documentation
 # says so for SSE-KMS and SSE-C objects) and says
@@ -11,49 +10,12 @@
 # tests/lib/s3rver-run.js --sse-kms rewrites the ETag headers and adds the
 # encryption header as S3 does (the bytes stored are s3rver's as ever).
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
+. "$TEST_SRCDIR/tests/lib/offsite-lib.sh"
 require_opsctl
 pg_start
 S3_SSE_KMS=1 s3_start backups
 
-pg_psql "CREATE DATABASE shop" >/dev/null || fail "CREATE DATABASE shop"
-pg_dbsql shop "CREATE TABLE items (id int PRIMARY KEY, name text);
-	INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g;" >/dev/null || fail "seeding shop"
-mkdir data
-head -c 30000000 /dev/urandom >data/big.bin # incompressible: files.tar.zst ~30 MB, 6 parts of 5 MiB
-printf 'MINIO_ACCESS_KEY=%s\nMINIO_SECRET_KEY=%s\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >app.env
-cat >opsctl.conf <<CONF
-[app]
-name = shop
-env_file = app.env
-
-[database]
-url = $(pg_db_url shop)
-
-[backup]
-dir = backups
-paths = $TEST_SCRATCH/data
-offsite = kms
-
-[storage "kms"]
-type = s3
-endpoint = $S3_URL
-bucket = $S3_BUCKET
-path_style = yes
-access_key_env = MINIO_ACCESS_KEY
-secret_key_env = MINIO_SECRET_KEY
-part_size = 5M
-concurrency = 2
-CONF
-ob() { "$OPSCTL" -c opsctl.conf "$@"; }
-last_id() { sed -n 's/^\(shop-[^ ]*\)  .*/\1/p' out; }
-log_lines() { wc -l <"$S3_LOG"; }
-after_mark() { tail -n "+$(($1 + 1))" "$S3_LOG"; }
-state_file() { ls "$OPSCTL_STATE_DIR"/offsite/*/files.tar.zst.upload.json 2>/dev/null | head -n 1; }
-parts_recorded() {
-	local f
-	f=$(state_file)
-	[ -n "$f" ] && [ "$("$TEST_PYTHON" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["parts"]))' "$f" 2>/dev/null || echo 0)" -ge "$1" ]
-}
+offsite_setup kms
 
 # the server does answer as SSE-KMS does
 echo probe >probe.txt
@@ -84,7 +46,7 @@ kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 state=$(state_file)
 id2=$(basename "$(dirname "$state")")
-done_parts=$("$TEST_PYTHON" -c 'import json, sys; print(" ".join(str(p["part"]) for p in json.load(open(sys.argv[1]))["parts"]))' "$state")
+done_parts=$(state_parts "$state")
 expect_json "$state" 'all(len(p["md5"]) == 32 and p["md5"] != p["etag"] for p in d["parts"])'
 s3_wait_quiet
 mark=$(log_lines)

@@ -8,48 +8,13 @@
 # while it downloads a set exits 10 with nothing of the download left and
 # the database untouched.
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
+. "$TEST_SRCDIR/tests/lib/offsite-lib.sh"
 require_opsctl
 pg_start
 s3_start backups
 
-pg_psql "CREATE DATABASE shop" >/dev/null || fail "CREATE DATABASE shop"
-pg_dbsql shop "CREATE TABLE items (id int PRIMARY KEY, name text);
-	INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g;" >/dev/null || fail "seeding shop"
-mkdir data
-head -c 30000000 /dev/urandom >data/big.bin # files.tar.zst ~30 MB: 6 parts of 5 MiB
-printf 'MINIO_ACCESS_KEY=%s\nMINIO_SECRET_KEY=%s\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >app.env
-cat >opsctl.conf <<CONF
-[app]
-name = shop
-env_file = app.env
+offsite_setup minio
 
-[database]
-url = $(pg_db_url shop)
-
-[backup]
-dir = backups
-paths = $TEST_SCRATCH/data
-offsite = minio
-
-[storage "minio"]
-type = s3
-endpoint = $S3_URL
-bucket = $S3_BUCKET
-path_style = yes
-access_key_env = MINIO_ACCESS_KEY
-secret_key_env = MINIO_SECRET_KEY
-part_size = 5M
-concurrency = 2
-CONF
-ob() { "$OPSCTL" -c opsctl.conf "$@"; }
-log_lines() { wc -l <"$S3_LOG"; }
-after_mark() { tail -n "+$(($1 + 1))" "$S3_LOG"; }
-state_file() { ls "$OPSCTL_STATE_DIR"/offsite/*/files.tar.zst.upload.json 2>/dev/null | head -n 1; }
-parts_recorded() {
-	local f
-	f=$(state_file)
-	[ -n "$f" ] && [ "$("$TEST_PYTHON" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["parts"]))' "$f" 2>/dev/null || echo 0)" -ge "$1" ]
-}
 # bg_signal SIG NAME: the background run BG_PID gets SIG; it must end within
 # 3 s with exit 10 and no sanitizer report
 bg_signal() {
@@ -74,7 +39,7 @@ bg_signal INT up
 expect_grep "^opsctl: error: backup '$id' is complete here, but its upload to 'minio' failed: .*interrupted" up.err
 expect_grep "^hint: the local set is intact; the next 'opsctl backup' uploads it again" up.err
 [ -f "$state" ] || fail "the interrupted upload's state is gone: it cannot resume"
-done_parts=$("$TEST_PYTHON" -c 'import json, sys; print(" ".join(str(p["part"]) for p in json.load(open(sys.argv[1]))["parts"]))' "$state")
+done_parts=$(state_parts "$state")
 expect_exit 0 ob backup verify "$id"
 expect_exit 0 ob backup list --remote
 expect_no_grep "^$id " out
