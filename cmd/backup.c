@@ -10,7 +10,6 @@
 #include "system/fs.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
@@ -31,12 +30,6 @@ static const char *const restore_usage[] = {
 	NULL,
 };
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
 
 struct bk_settings {
 	char *dir;
@@ -170,13 +163,6 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 	return 0;
 }
 
-/* The engines' and the storage client's question: stop now? (a signal came) */
-static int on_signal_stop(void *data)
-{
-	(void)data;
-	return (int)interrupted;
-}
-
 /* [storage "NAME"] of [backup] offsite, with the remote retention. */
 static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s, struct off_settings *o)
 {
@@ -192,7 +178,7 @@ static int offsite_settings(struct opsctl_ctx *ctx, const struct bk_settings *s,
 		return ret;
 	o->state_dir = cmd_state_dir(ctx);
 	o->rate_limit = s->limit_rate;
-	o->stop = on_signal_stop; /* Ctrl-C ends a long upload or download; it resumes next time */
+	o->stop = cmd_stop_requested; /* Ctrl-C ends a long upload or download; it resumes next time */
 	return 0;
 }
 
@@ -209,7 +195,7 @@ static int on_progress(const char *what, uint64_t done, uint64_t total, void *da
 	struct strbuf a = STRBUF_INIT, rate = STRBUF_INIT;
 
 	if (!p->ctx->term.progress || clock_now_ms() - p->drawn < 100)
-		return interrupted != 0;
+		return cmd_interrupted != 0;
 	p->drawn = clock_now_ms();
 	format_size(&a, done);
 	format_size(&rate, secs > 0.2 ? (uint64_t)((double)done / secs) : 0);
@@ -219,7 +205,7 @@ static int on_progress(const char *what, uint64_t done, uint64_t total, void *da
 		term_progress(&p->ctx->term, "%s... %.0fs", what, secs);
 	strbuf_release(&a);
 	strbuf_release(&rate);
-	return interrupted != 0;
+	return cmd_interrupted != 0;
 }
 
 /* With --output json, a command that stops before its work still prints its
@@ -372,7 +358,7 @@ static void source_callbacks(struct src_callbacks *cb, struct progress_state *ps
 	memset(cb, 0, sizeof(*cb));
 	cb->event = on_source_event;
 	cb->progress = on_source_progress;
-	cb->stop_requested = on_signal_stop;
+	cb->stop_requested = cmd_stop_requested;
 	cb->data = ps;
 }
 
@@ -900,16 +886,6 @@ static int do_prune(struct opsctl_ctx *ctx, const struct bk_settings *s)
 	return code;
 }
 
-static void catch_signals(struct sigaction *old_int, struct sigaction *old_term)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-}
-
 int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 {
 	static const char *const subs[] = { "create", "list", "verify", "prune", "upload", NULL };
@@ -918,7 +894,7 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 	uint64_t limit_rate = 0;
 	long jobs = JOBS_UNSET;
 	struct bk_settings s;
-	struct sigaction old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	const struct opt options[] = {
 		{ OPT_STRING, 0, "dir", &dir, "DIR", "backup directory (default: [backup] dir or ./backups)", 0, NULL },
 		{ OPT_CHOICE, 0, "format", &format, "FORMAT", "create: directory or custom (pg_restore), or plain (psql)", 0, "directory|custom|plain" },
@@ -969,7 +945,7 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 	if (jobs != JOBS_UNSET)
 		s.jobs = jobs;
 	s.limit_rate = limit_rate;
-	catch_signals(&old_int, &old_term);
+	cmd_catch_signals(&sig, 0);
 	if (!strcmp(sub, "create"))
 		code = do_create(ctx, &s, no_prune);
 	else if (!strcmp(sub, "list"))
@@ -982,9 +958,8 @@ int cmd_backup(int argc, const char **argv, struct opsctl_ctx *ctx)
 		code = do_upload(ctx, &s, n ? argv[0] : NULL);
 	else
 		code = do_prune(ctx, &s);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	if (interrupted && code)
+	cmd_release_signals(&sig);
+	if (cmd_interrupted && code)
 		code = OPS_EXIT_ABORTED;
 out:
 	settings_release(&s);
@@ -1140,7 +1115,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct bk_restore_result rr;
 	struct fs_lock lock = FS_LOCK_INIT;
 	struct progress_state ps = { ctx, clock_now_ms(), 0 };
-	struct sigaction old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	char *live = NULL, stamp[32];
 	cJSON *fields = NULL, *sources_done = cJSON_CreateArray();
 	const struct opt options[] = {
@@ -1182,10 +1157,9 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 			if (ctx->dry_run || ret == 0) {
 				fetch_tried = !ctx->dry_run;
 				/* Ctrl-C ends the download; its temporary copy goes */
-				catch_signals(&old_int, &old_term);
+				cmd_catch_signals(&sig, 0);
 				ret = fetch_remote(ctx, &s, n ? argv[0] : "latest", &direct);
-				sigaction(SIGINT, &old_int, NULL);
-				sigaction(SIGTERM, &old_term, NULL);
+				cmd_release_signals(&sig);
 			}
 			e = ret == 0 ? &direct : NULL;
 			remote_plan = ret == 0 && ctx->dry_run;
@@ -1246,7 +1220,7 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 	}
 	ro.progress = on_progress;
 	ro.progress_data = &ps;
-	catch_signals(&old_int, &old_term);
+	cmd_catch_signals(&sig, 0);
 	ret = bk_restore(e, &ro, &rr, &ctx->err);
 	term_progress_done(&ctx->term);
 	if (ret == 0 && bk_manifest_file(&e->m, "paths") && (files == 1 || (files == -1 && !target))) {
@@ -1263,11 +1237,10 @@ int cmd_restore(int argc, const char **argv, struct opsctl_ctx *ctx)
 		if (ret < 0)
 			ops_error_prefix(&ctx->err, "the database was restored, but not every source");
 	}
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	cmd_release_signals(&sig);
 done:
 	code = ret < 0 ? ctx->err.code : OPS_EXIT_OK;
-	if (interrupted && code)
+	if (cmd_interrupted && code)
 		code = OPS_EXIT_ABORTED;
 	if (ctx->json) {
 		cJSON *doc = cJSON_CreateObject();

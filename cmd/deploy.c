@@ -2,7 +2,6 @@
  * turned into the deploy engine's settings (lib/engines/deploy), its
  * messages and results rendered, the exit code it chose returned. */
 #include "opsctl.h"
-#include "adapters/db.h"
 #include "adapters/json.h"
 #include "base/parse.h"
 #include "engines/backup.h"
@@ -11,7 +10,6 @@
 #include "system/clock.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +22,6 @@ static const char *const deploy_usage[] = {
 	NULL,
 };
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-	db_cancel_fire(); /* a migration statement running now (armed by the engine) */
-}
 
 /* ---- settings from the config ---- */
 
@@ -189,12 +180,6 @@ static int read_settings(struct opsctl_ctx *ctx, const char *strategy_opt, struc
 
 /* ---- the engine's messages, questions and signals ---- */
 
-static int on_stop_requested(void *data)
-{
-	(void)data;
-	return (int)interrupted;
-}
-
 static int on_confirm(void *data, const char *question)
 {
 	struct opsctl_ctx *ctx = data;
@@ -210,26 +195,9 @@ static void callbacks_init(struct dp_callbacks *cb, struct opsctl_ctx *ctx)
 {
 	memset(cb, 0, sizeof(*cb));
 	cb->event = cmd_event;
-	cb->stop_requested = on_stop_requested;
+	cb->stop_requested = cmd_stop_requested;
 	cb->confirm = on_confirm;
 	cb->data = ctx;
-}
-
-static void catch_signals(struct sigaction *old_int, struct sigaction *old_term)
-{
-	struct sigaction sa;
-	interrupted = 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-}
-
-static void restore_signals(const struct sigaction *old_int, const struct sigaction *old_term)
-{
-	sigaction(SIGINT, old_int, NULL);
-	sigaction(SIGTERM, old_term, NULL);
 }
 
 /* ---- rendering ---- */
@@ -416,15 +384,17 @@ static int do_deploy(struct opsctl_ctx *ctx, struct dp_settings *s, const struct
 {
 	struct dp_callbacks cb;
 	struct dp_result res;
-	struct sigaction old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	int code;
 
 	if (!o->dry_run && s->backup && !o->no_backup && read_backup(ctx, s) < 0)
 		return fail_early(ctx, "deploy");
 	callbacks_init(&cb, ctx);
 	dp_result_init(&res);
+	/* not one-shot: a second signal must not cut the rollback short; the
+	 * first also cancels a migration statement the engine armed */
 	if (!o->dry_run)
-		catch_signals(&old_int, &old_term);
+		cmd_catch_signals(&sig, 0);
 	code = dp_deploy(s, o, &cb, &res, &ctx->err);
 	if (res.early)
 		fail_early(ctx, "deploy");
@@ -432,8 +402,7 @@ static int do_deploy(struct opsctl_ctx *ctx, struct dp_settings *s, const struct
 		print_plan(ctx, &res);
 	else
 		print_result(ctx, &res, code);
-	if (!o->dry_run)
-		restore_signals(&old_int, &old_term);
+	cmd_release_signals(&sig);
 	dp_result_release(&res);
 	return code;
 }
@@ -518,7 +487,7 @@ int cmd_rollback_release(struct opsctl_ctx *ctx, const char *release, int with_s
 	struct dp_rollback_opts o;
 	struct dp_callbacks cb;
 	struct dp_result res;
-	struct sigaction old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	int code;
 
 	memset(&o, 0, sizeof(o));
@@ -529,7 +498,7 @@ int cmd_rollback_release(struct opsctl_ctx *ctx, const char *release, int with_s
 	o.yes = ctx->yes;
 	callbacks_init(&cb, ctx);
 	dp_result_init(&res);
-	catch_signals(&old_int, &old_term);
+	cmd_catch_signals(&sig, 0);
 	if (read_settings(ctx, NULL, &s) < 0) {
 		code = fail_early(ctx, "rollback");
 		goto out;
@@ -542,7 +511,7 @@ int cmd_rollback_release(struct opsctl_ctx *ctx, const char *release, int with_s
 	else
 		print_result(ctx, &res, code);
 out:
-	restore_signals(&old_int, &old_term);
+	cmd_release_signals(&sig);
 	dp_result_release(&res);
 	dp_settings_release(&s);
 	return code;

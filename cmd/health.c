@@ -9,18 +9,10 @@
 #include "system/fs.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
 
 static const char *const health_usage[] = {
 	"opsctl health [options] [CHECK | URL | tcp://HOST:PORT | redis://HOST:PORT | disk:PATH | memory ...]",
@@ -55,7 +47,7 @@ static int on_round(const struct probe_set *set, unsigned round, int64_t elapsed
 			term_verbose(&ctx->term, "round %u: %zu/%zu checks passing after %.1fs", round, ok, set->nr,
 				     (double)elapsed_ms / 1000.0);
 	}
-	return interrupted != 0;
+	return cmd_interrupted != 0;
 }
 
 static const char *summary(const struct probe_set *set, struct strbuf *sb)
@@ -375,7 +367,7 @@ int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct health_opts o;
 	struct probe_set set;
 	struct probe_defaults d;
-	struct sigaction sa, old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	unsigned rounds = 0;
 	int n, code = OPS_EXIT_OK;
 	const struct opt options[] = {
@@ -433,15 +425,10 @@ int cmd_health(int argc, const char **argv, struct opsctl_ctx *ctx)
 	if (o.wait_ms > 0) {
 		int ret;
 		/* Ctrl-C while waiting stops the wait cleanly (exit 10) */
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, &old_int);
-		sigaction(SIGTERM, &sa, &old_term);
+		cmd_catch_signals(&sig, 0);
 		ret = probe_wait(&set, o.wait_ms, o.interval_ms ? o.interval_ms : 1000,
 				 (unsigned)(o.consecutive ? o.consecutive : 1), on_round, ctx, &ctx->err);
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
+		cmd_release_signals(&sig);
 		term_progress_done(&ctx->term);
 		rounds = set.rounds;
 		if (ret < 0) {

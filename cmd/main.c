@@ -258,6 +258,42 @@ void cmd_history(struct opsctl_ctx *ctx, const char *command, int code, cJSON *f
 	free(dir);
 }
 
+volatile sig_atomic_t cmd_interrupted;
+
+static void on_signal(int sig)
+{
+	cmd_interrupted = sig;
+	db_cancel_fire();
+}
+
+void cmd_catch_signals(struct cmd_signals *s, int one_shot)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = one_shot ? SA_RESETHAND : 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &s->old_int);
+	sigaction(SIGTERM, &sa, &s->old_term);
+	s->caught = 1;
+}
+
+void cmd_release_signals(struct cmd_signals *s)
+{
+	if (!s->caught)
+		return;
+	sigaction(SIGINT, &s->old_int, NULL);
+	sigaction(SIGTERM, &s->old_term, NULL);
+	s->caught = 0;
+}
+
+int cmd_stop_requested(void *data)
+{
+	(void)data;
+	return (int)cmd_interrupted;
+}
+
 int cmd_db_connect(struct opsctl_ctx *ctx, const char *application_name, PGconn **conn, char **display)
 {
 	struct db_target t;

@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,55 +48,30 @@ struct run {
 	char *display;
 	int64_t started;
 	struct strbuf summary;  /* the closing line, said after the results */
-	int catching;           /* SIGINT/SIGTERM handlers installed (old ones below) */
-	struct sigaction old_int, old_term;
+	struct cmd_signals sig; /* caught from the connection on */
 };
 
 /* ---- Ctrl-C and SIGTERM ----
- * Once a run holds the lock, the first SIGINT or SIGTERM cancels the
+ * Once a run has connected (the wait for the lock included), the first
+ * SIGINT or SIGTERM cancels the
  * running statement on the server (as psql does) and stops the run: the
  * migration it was in rolls back, the lock is released, exit 10. A second
- * signal ends opsctl at once (the handler is one-shot); the server then
- * rolls back when the connection drops. */
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-	db_cancel_fire();
-}
-
-static int on_stop(void *data)
-{
-	(void)data;
-	return (int)interrupted;
-}
+ * signal ends opsctl at once (one-shot); the server then rolls back when
+ * the connection drops. */
 
 static void catch_signals(struct run *r)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESETHAND;
-	sigemptyset(&sa.sa_mask);
-	interrupted = 0;
 	db_cancel_arm(r->conn);
-	sigaction(SIGINT, &sa, &r->old_int);
-	sigaction(SIGTERM, &sa, &r->old_term);
-	r->catching = 1;
-	r->m.stop = on_stop;
+	cmd_catch_signals(&r->sig, 1);
+	r->m.stop = cmd_stop_requested;
 }
 
 static void release_signals(struct run *r)
 {
-	if (!r->catching)
+	if (!r->sig.caught)
 		return;
-	sigaction(SIGINT, &r->old_int, NULL);
-	sigaction(SIGTERM, &r->old_term, NULL);
+	cmd_release_signals(&r->sig);
 	db_cancel_disarm();
-	r->catching = 0;
 }
 
 static void on_progress(const char *verb, const struct mig_file *f, size_t index, size_t total, void *data)
@@ -233,7 +207,7 @@ static int finish(struct run *r, const char *command, const char *key, const cha
 	int code = ret < 0 ? (ctx->err.code ? ctx->err.code : OPS_EXIT_FAILED) : OPS_EXIT_OK;
 
 	/* a signal that cancelled bookkeeping rather than a migration's own statement */
-	if (code && interrupted && r->catching)
+	if (code && cmd_interrupted && r->sig.caught)
 		code = ctx->err.code = OPS_EXIT_ABORTED;
 
 	if (ctx->json) {

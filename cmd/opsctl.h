@@ -2,6 +2,7 @@
 #ifndef OPSCTL_CMD_H
 #define OPSCTL_CMD_H
 
+#include <signal.h>
 #include <stdint.h>
 #include "base/config.h"
 #include "base/envfile.h"
@@ -93,5 +94,21 @@ void cmd_history(struct opsctl_ctx *ctx, const char *command, int code, struct c
 struct pg_conn;
 int cmd_db_connect(struct opsctl_ctx *ctx, const char *application_name, struct pg_conn **conn,
 		   char **display);
+
+/* SIGINT and SIGTERM while a command works. The handler records the signal
+ * in cmd_interrupted (0 until one comes; a process runs one command) and
+ * cancels the statement a db_cancel_arm left armed, if any; the engines ask
+ * cmd_stop_requested (their stop callback: data is unused) and clean up.
+ * one_shot: the handler is reset by the first signal, so a second one ends
+ * opsctl at once (not for a command whose cleanup must run to its end). */
+extern volatile sig_atomic_t cmd_interrupted;
+struct cmd_signals {
+	struct sigaction old_int, old_term;
+	int caught;
+};
+void cmd_catch_signals(struct cmd_signals *s, int one_shot);
+/* Puts the handlers of before cmd_catch_signals back (nothing if not caught). */
+void cmd_release_signals(struct cmd_signals *s);
+int cmd_stop_requested(void *data);
 
 #endif

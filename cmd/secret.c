@@ -8,7 +8,6 @@
 #include "system/clock.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +20,6 @@ static const char *const secret_usage[] = {
 	"opsctl rotate-secret --recover",
 	NULL,
 };
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
-
-static int on_stop_requested(void *data)
-{
-	(void)data;
-	return (int)interrupted;
-}
 
 /* What every run needs beside the [secret] section: where state and the env
  * file are, the config to read again for the gate, the flags. */
@@ -150,7 +136,7 @@ int cmd_rotate_secret(int argc, const char **argv, struct opsctl_ctx *ctx)
 	struct sec_rotate_opts o;
 	struct sec_callbacks cb;
 	struct sec_result res;
-	struct sigaction sa, old_int, old_term;
+	struct cmd_signals sig = { 0 };
 	int list = 0, recover = 0, n, code;
 	const struct opt options[] = {
 		{ OPT_BOOL, 0, "no-restart", &o.no_restart, NULL, "do not restart the service (the app re-reads the secret itself)", 0, NULL },
@@ -165,8 +151,6 @@ int cmd_rotate_secret(int argc, const char **argv, struct opsctl_ctx *ctx)
 	memset(&o, 0, sizeof(o));
 	sec_settings_init(&s);
 	sec_result_init(&res);
-	memset(&old_int, 0, sizeof(old_int));
-	memset(&old_term, 0, sizeof(old_term));
 	n = cmd_parse_options(ctx, options, secret_usage, argc, argv);
 	if (n == OPTS_HELP) {
 		code = OPS_EXIT_OK;
@@ -220,17 +204,11 @@ int cmd_rotate_secret(int argc, const char **argv, struct opsctl_ctx *ctx)
 
 	memset(&cb, 0, sizeof(cb));
 	cb.event = cmd_event;
-	cb.stop_requested = on_stop_requested;
+	cb.stop_requested = cmd_stop_requested;
 	cb.data = ctx;
-	interrupted = 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	cmd_catch_signals(&sig, 0); /* not one-shot: an undo must run to its end */
 	code = sec_rotate(&s, &o, &cb, &res, &ctx->err);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	cmd_release_signals(&sig);
 	print_result(ctx, &res, code, o.dry_run);
 out:
 	sec_result_release(&res);
