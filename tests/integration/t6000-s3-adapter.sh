@@ -202,6 +202,15 @@ kill -CONT "$S3_PID"
 expect_grep "'$S3_URL' did not answer or stalled for 3s \(timeout of \[storage \"test\"\]\) \(2 attempts\)" err
 expect_faster 10000
 expect_slower 5500
+say "a small body sent at once, then no answer: a stall, not a trickle"
+head -c 700 big.bin >tiny.bin
+kill -STOP "$S3_PID"
+expect_exit 4 "$S3TOOL" -c s3.conf -e app.env --attempts 2 --backoff-ms 100 put sets/tiny.bin tiny.bin
+kill -CONT "$S3_PID"
+expect_grep "'$S3_URL' did not answer or stalled for 3s \(timeout of \[storage \"test\"\]\) \(2 attempts\)" err
+# the stopped server stores it once it runs again
+wait_for 10 s3tool head sets/tiny.bin || fail "the stopped server never stored the delayed PUT"
+expect_exit 0 s3tool delete sets/tiny.bin
 
 say "list: every key below the prefix, across continuation tokens"
 expect_exit 0 s3tool list sets/
