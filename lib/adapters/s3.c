@@ -809,7 +809,6 @@ struct req {
 	int trickled;                /* ... because under S3_TRICKLE_BYTES moved in a timeout */
 	int64_t window_at_ms;        /* the trickle check: when the current window began */
 	curl_off_t window_moved;     /* ... and the bytes moved either way by then */
-	int sent;                    /* the whole body is sent: waiting for the answer */
 };
 
 static void req_init(struct req *r, struct s3_client *c, const char *method)
@@ -957,30 +956,31 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	/* curl's low-speed check averages over several seconds, so a body that
 	 * stops after a burst would run on for timeout + ~6s: a stall is timed
 	 * here, from the last byte that moved */
-	if (ulnow != r->now_up || dlnow != r->now_down)
+	int moving = ulnow != r->now_up || dlnow != r->now_down;
+	if (moving)
 		r->moved_at_ms = now;
 	else if (now - r->moved_at_ms > r->c->set->timeout_ms) {
 		r->stalled = 1;
 		return 1; /* CURLE_ABORTED_BY_CALLBACK, reported as a timeout */
 	}
 	/* a peer that trickles (a byte now and then) never stalls by the rule
-	 * above: under S3_TRICKLE_BYTES in a whole timeout counts as a stall.
-	 * The wait for an answer once the body is sent starts a new window, so
-	 * a small body sent at once is not taken for a trickle. */
-	if (!r->window_at_ms || (ultotal > 0 && ulnow >= ultotal && !r->sent)) {
-		r->sent = ultotal > 0 && ulnow >= ultotal;
+	 * above: under S3_TRICKLE_BYTES in a whole timeout counts as a stall,
+	 * if bytes still move. A peer silent since its last byte (a small body
+	 * sent, then no answer) is left to the rule above, and so reported. */
+	if (!r->window_at_ms) {
 		r->window_at_ms = now;
 		r->window_moved = ulnow + dlnow;
 	} else if (now - r->window_at_ms >= r->c->set->timeout_ms) {
 		curl_off_t moved = ulnow + dlnow - r->window_moved;
-		if (moved < S3_TRICKLE_BYTES) {
-			/* nothing at all is a stall, whichever check saw it first */
+		if (moved == 0 || (moved < S3_TRICKLE_BYTES && moving)) {
 			r->stalled = 1;
 			r->trickled = moved > 0;
 			return 1;
 		}
-		r->window_at_ms = now;
-		r->window_moved = ulnow + dlnow;
+		if (moved >= S3_TRICKLE_BYTES) {
+			r->window_at_ms = now;
+			r->window_moved = ulnow + dlnow;
+		}
 	}
 	r->now_up = ulnow;
 	r->now_down = dlnow;
@@ -1040,7 +1040,6 @@ static void setup_easy(struct req *r)
 	r->stopped = 0;
 	r->trickled = 0;
 	r->window_at_ms = 0;
-	r->sent = 0;
 	curl_slist_free_all(r->headers);
 	r->headers = NULL;
 	curl_easy_setopt(e, CURLOPT_URL, r->url.buf);
