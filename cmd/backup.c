@@ -39,6 +39,7 @@ struct bk_settings {
 	enum zs_codec codec;
 	long level;
 	long jobs;             /* pg_dump -j / pg_restore -j */
+	int64_t stall_ms;      /* [backup] stall_timeout; 0 = the default */
 	const char *pg_dump, *pg_restore, *psql;
 	char **paths;
 	size_t npaths;
@@ -106,6 +107,8 @@ static int read_settings(struct opsctl_ctx *ctx, const char *dir_opt, const char
 	if (cfg && config_get_int(cfg, "backup", NULL, "jobs", 1, 64, &s->jobs, &ctx->err) < 0)
 		return -ctx->err.code;
 	if (cfg && config_get_int(cfg, "backup", NULL, "level", -7, 19, &s->level, &ctx->err) < 0)
+		return -ctx->err.code;
+	if (bk_stall_setting(cfg, &s->stall_ms, &ctx->err) < 0)
 		return -ctx->err.code;
 	if (s->level && ((s->codec == ZS_GZIP && (s->level < 1 || s->level > 9)) || s->codec == ZS_NONE))
 		return config_error(cfg, config_find_entry(cfg, "backup", NULL, "level"), &ctx->err,
@@ -523,6 +526,7 @@ static int do_create(struct opsctl_ctx *ctx, struct bk_settings *s, int no_prune
 	o.paths = (const char *const *)s->paths;
 	o.npaths = s->npaths;
 	o.pg_dump = s->pg_dump;
+	o.stall_ms = s->stall_ms;
 	o.sources = s->sources;
 	o.nsources = s->nsources;
 	source_callbacks(&scb, &ps);

@@ -118,6 +118,8 @@ static int read_backup(struct opsctl_ctx *ctx, struct dp_settings *s)
 	}
 	s->backup_compression = cfg_dup(ctx, "backup", NULL, "compression", NULL);
 	s->pg_dump = cfg_dup(ctx, "backup", NULL, "pg_dump", "pg_dump");
+	if (bk_stall_setting(ctx->have_config ? &ctx->cfg : NULL, &s->backup_stall_ms, &ctx->err) < 0)
+		return -ctx->err.code;
 	s->app_name = cfg_dup(ctx, "app", NULL, "name", "opsctl");
 	return 0;
 }

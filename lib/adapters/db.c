@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/envfile.h"
 #include "base/exitcode.h"
+#include "base/parse.h"
 #include "base/strbuf.h"
 
 #include <ctype.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -618,6 +620,75 @@ static void fill_diag(struct db_diag *d, const PGresult *r)
 		strbuf_addstr(&d->hint, v);
 }
 
+/* How long a statement past its deadline gets for its cancel to go through
+ * and its results to come back. */
+#define CANCEL_WAIT_MS 5000
+
+/* Asks the server to cancel conn's statement, waiting at most timeout_ms.
+ * PQcancel waits for the server to close the cancel connection, forever
+ * when the server is frozen (the kernel still accepts the connection), so
+ * it runs in a child killed at the deadline: PQcancel is safe there, as in
+ * a signal handler. 0 when the server took the request. */
+static int cancel_within(PGconn *conn, int64_t timeout_ms)
+{
+	PGcancel *c = PQgetCancel(conn);
+	int64_t deadline = clock_now_ms() + timeout_ms;
+	struct timespec tick = { 0, 5 * 1000 * 1000 };
+	int status = 0, ret = -1;
+	pid_t pid, w;
+
+	if (!c)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char buf[256];
+		_exit(PQcancel(c, buf, sizeof(buf)) ? 0 : 1);
+	}
+	while (pid > 0) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid) {
+			ret = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+			break;
+		}
+		if (w < 0 && errno != EINTR)
+			break;
+		if (clock_now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	PQfreeCancel(c);
+	return ret;
+}
+
+/* After a cancel: reads what is left of the statement's results, at most
+ * timeout_ms. 0 when the connection is ready for the next statement. */
+static int drain_within(PGconn *conn, int64_t timeout_ms)
+{
+	int64_t deadline = clock_now_ms() + timeout_ms;
+	PGresult *r;
+
+	for (;;) {
+		while (PQisBusy(conn)) {
+			struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+			int64_t left = deadline - clock_now_ms();
+			if (left <= 0)
+				return -1;
+			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+				return -1;
+			if (!PQconsumeInput(conn))
+				return -1;
+		}
+		r = PQgetResult(conn);
+		if (!r)
+			return 0;
+		PQclear(r);
+	}
+}
+
 int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	    int64_t timeout_ms, PGresult **res, struct ops_error *err)
 {
@@ -645,17 +716,15 @@ int db_exec_diag(PGconn *conn, const char *sql, int nparams, const char *const *
 			struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
 			int64_t left = deadline ? deadline - clock_now_ms() : 1000;
 			if (deadline && left <= 0) {
-				PGcancel *c = PQgetCancel(conn);
-				char buf[256];
-				if (c) {
-					PQcancel(c, buf, sizeof(buf));
-					PQfreeCancel(c);
-				}
-				while ((r = PQgetResult(conn)))
-					PQclear(r);
-				ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
-						    "query did not finish within %lldms and was cancelled",
-						    (long long)timeout_ms);
+				format_duration_ms(&reason, timeout_ms);
+				if (cancel_within(conn, CANCEL_WAIT_MS) == 0 && drain_within(conn, CANCEL_WAIT_MS) == 0)
+					ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
+							    "query did not finish within %s and was cancelled", reason.buf);
+				else
+					ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
+							    "query did not finish within %s, and the database did not "
+							    "answer its cancel within %ds (is the server frozen?)",
+							    reason.buf, CANCEL_WAIT_MS / 1000);
 				goto out;
 			}
 			if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR) {

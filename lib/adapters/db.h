@@ -42,8 +42,10 @@ int db_connect(PGconn **out, const struct db_target *t, const char *application_
 	       int64_t timeout_ms, struct ops_error *err);
 
 /* Runs one statement (no parameters when nparams == 0) and waits for it up to
- * timeout_ms (0 = no deadline), cancelling it on expiry. *res is set on success
- * (PQclear it); a failed statement is OPS_EXIT_FAILED with the server's message. */
+ * timeout_ms (0 = no deadline), cancelling it on expiry (OPS_EXIT_UNREACHABLE;
+ * a server that does not answer the cancel within 5 s, a frozen one, leaves
+ * the connection mid-statement: PQfinish it). *res is set on success (PQclear
+ * it); a failed statement is OPS_EXIT_FAILED with the server's message. */
 int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	    int64_t timeout_ms, PGresult **res, struct ops_error *err);
 

@@ -4,8 +4,12 @@
 #include "adapters/zstream.h"
 #include "adapters/hash.h"
 #include "base/exitcode.h"
+#include "base/parse.h"
+#include "base/strbuf.h"
+#include "system/clock.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -559,14 +563,51 @@ void zs_writer_release(struct zs_writer *w)
 	w->impl = NULL;
 }
 
-int zs_pump(int in_fd, const char *in_name, struct zs_writer *w, zs_progress_fn progress,
-	    void *progress_arg, struct ops_error *err)
+/* Waits until fd has something to read, at most stall_ms, calling progress
+ * each second. */
+static int wait_input(int fd, const char *name, int64_t stall_ms, struct zs_writer *w,
+		      zs_progress_fn progress, void *progress_arg, struct ops_error *err)
+{
+	int64_t deadline = clock_now_ms() + stall_ms;
+	struct strbuf limit = STRBUF_INIT;
+	int ret = 0;
+
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int64_t left = deadline - clock_now_ms();
+		int rc;
+
+		if (left <= 0) {
+			format_duration_ms(&limit, stall_ms);
+			ret = ops_error_set(err, OPS_EXIT_UNREACHABLE, "'%s' wrote nothing for %s", name, limit.buf);
+			break;
+		}
+		rc = poll(&pfd, 1, (int)(left < 1000 ? left : 1000));
+		if (rc > 0)
+			break;
+		if (rc < 0 && errno != EINTR) {
+			ret = ops_error_set(err, OPS_EXIT_FAILED, "cannot read '%s': %s", name, ops_strerror(errno));
+			break;
+		}
+		if (progress && progress(w->in_bytes, w->out_bytes, progress_arg)) {
+			ret = interrupted(err);
+			break;
+		}
+	}
+	strbuf_release(&limit);
+	return ret;
+}
+
+int zs_pump(int in_fd, const char *in_name, int64_t stall_ms, struct zs_writer *w,
+	    zs_progress_fn progress, void *progress_arg, struct ops_error *err)
 {
 	char *buf = xmalloc(IO_CHUNK);
 	ssize_t n;
 	int ret = 0;
 
 	for (;;) {
+		if (stall_ms > 0 && (ret = wait_input(in_fd, in_name, stall_ms, w, progress, progress_arg, err)))
+			break;
 		n = read_some(in_fd, in_name, buf, IO_CHUNK, progress, progress_arg, w->in_bytes,
 			      w->out_bytes, err);
 		if (n <= 0) {

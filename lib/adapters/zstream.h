@@ -64,10 +64,12 @@ int zs_writer_close(struct zs_writer *w, char sha256_hex[65], struct ops_error *
 void zs_writer_release(struct zs_writer *w);
 
 /* Reads in_fd to EOF into w (pg_dump's stdout into the dump file). in_name
- * names the source in messages ("cannot read 'pg_dump': ..."). progress may
- * be NULL. Does not close w. */
-int zs_pump(int in_fd, const char *in_name, struct zs_writer *w, zs_progress_fn progress,
-	    void *progress_arg, struct ops_error *err);
+ * names the source in messages ("cannot read 'pg_dump': ..."). When nothing
+ * arrives for stall_ms (0 = no limit): OPS_EXIT_UNREACHABLE "'pg_dump' wrote
+ * nothing for 10m". progress may be NULL; it is also called each second of
+ * a wait. Does not close w. */
+int zs_pump(int in_fd, const char *in_name, int64_t stall_ms, struct zs_writer *w,
+	    zs_progress_fn progress, void *progress_arg, struct ops_error *err);
 
 struct zs_decompress_opts {
 	const char *in_name;    /* for messages: the file being read */

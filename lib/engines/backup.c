@@ -6,7 +6,9 @@
 #include "engines/dumpdir.h"
 #include "adapters/archive.h"
 #include "adapters/hash.h"
+#include "base/config.h"
 #include "base/exitcode.h"
+#include "base/parse.h"
 #include "base/sqlsplit.h"
 #include "system/clock.h"
 #include "system/fs.h"
@@ -635,27 +637,28 @@ static void close_snapshot(struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Row counts of every user table, in the snapshot the dump saw. */
-static int count_rows(PGconn *conn, struct bk_manifest *m, struct ops_error *err)
+/* Row counts of every user table, in the snapshot the dump saw; each query
+ * within stall_ms. */
+static int count_rows(PGconn *conn, int64_t stall, struct bk_manifest *m, struct ops_error *err)
 {
 	PGresult *res = NULL;
 	struct strbuf sql = STRBUF_INIT;
-	int ret;
+	int ret, i = 0;
 
 	ret = db_exec(conn,
 		      "SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
 		      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
 		      "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
 		      "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2",
-		      0, NULL, 30000, &res, err);
+		      0, NULL, stall, &res, err);
 	if (ret < 0)
 		goto out;
 	m->tables = xcalloc((size_t)PQntuples(res) + 1, sizeof(*m->tables));
-	for (int i = 0; i < PQntuples(res); i++) {
+	for (; i < PQntuples(res); i++) {
 		PGresult *c = NULL;
 		strbuf_reset(&sql);
 		strbuf_addf(&sql, "SELECT count(*) FROM ONLY %s", PQgetvalue(res, i, 2));
-		ret = db_exec(conn, sql.buf, 0, NULL, 0, &c, err);
+		ret = db_exec(conn, sql.buf, 0, NULL, stall, &c, err);
 		if (ret < 0)
 			goto out;
 		m->tables[m->ntables].schema = xstrdup(PQgetvalue(res, i, 0));
@@ -665,6 +668,15 @@ static int count_rows(PGconn *conn, struct bk_manifest *m, struct ops_error *err
 		PQclear(c);
 	}
 out:
+	if (ret < 0) {
+		if (res)
+			ops_error_prefix(err, "counting the rows of %s", PQgetvalue(res, i, 2));
+		else
+			ops_error_prefix(err, "listing the tables to count");
+		if (err->code == OPS_EXIT_UNREACHABLE)
+			ops_error_hint(err, "each query of the count has stall_timeout of [backup]; nothing "
+				       "of this run is kept, and the next run starts over");
+	}
 	if (res)
 		PQclear(res);
 	strbuf_release(&sql);
@@ -693,6 +705,28 @@ static int fsync_path(const char *path, struct ops_error *err)
 	return ret;
 }
 
+static int64_t stall_ms(const struct bk_create_opts *o)
+{
+	return o->stall_ms > 0 ? o->stall_ms : BK_DEFAULT_STALL_MS;
+}
+
+/* pg_dump has written nothing for stall_timeout. */
+static int dump_stalled(const struct bk_create_opts *o, struct ops_error *err)
+{
+	struct strbuf limit = STRBUF_INIT;
+	int ret;
+
+	format_duration_ms(&limit, stall_ms(o));
+	ret = ops_error_set(err, OPS_EXIT_UNREACHABLE,
+			    "pg_dump wrote nothing for %s (stall_timeout of [backup]): the database "
+			    "does not answer, or pg_dump waits for a lock another session holds",
+			    limit.buf);
+	ops_error_hint(err, "pg_locks and pg_stat_activity show who holds a lock; nothing of this "
+		       "run is kept, and the next run starts over");
+	strbuf_release(&limit);
+	return ret;
+}
+
 /* pg_dump -Fd -j N into TMP/db/, each data file compressed while pg_dump
  * writes it (dumpdir.h); the manifest lists every file of db/. */
 static int dump_directory(const struct bk_create_opts *o, const struct snapshot *s, const char *tmp,
@@ -707,7 +741,8 @@ static int dump_directory(const struct bk_create_opts *o, const struct snapshot 
 	struct dd_follow *follow = NULL;
 	struct dd_file *files = NULL;
 	size_t nfiles = 0;
-	uint64_t plain = 0;
+	uint64_t plain = 0, bytes = 0;
+	int64_t moved_at = clock_now_ms();
 	int ret, n = 0;
 
 	argv[n++] = o->pg_dump;
@@ -720,7 +755,6 @@ static int dump_directory(const struct bk_create_opts *o, const struct snapshot 
 	argv[n] = NULL;
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)env;
-	po.timeout_ms = o->timeout_ms;
 	po.capture_max = 64 * 1024;
 
 	if (mkdir(dir, 0700) < 0) {
@@ -731,8 +765,16 @@ static int dump_directory(const struct bk_create_opts *o, const struct snapshot 
 	if (ret == 0)
 		ret = proc_start(argv, &po, &child, err);
 	while (ret == 0 && !proc_exited(&child)) {
+		uint64_t now_bytes;
 		ret = dd_follow_poll(follow, 100, err);
-		if (ret == 0 && o->progress && o->progress("dump", dd_follow_bytes(follow), 0, o->progress_data))
+		now_bytes = dd_follow_bytes(follow);
+		if (ret == 0 && now_bytes != bytes) {
+			bytes = now_bytes;
+			moved_at = clock_now_ms();
+		} else if (ret == 0 && clock_now_ms() - moved_at >= stall_ms(o)) {
+			ret = dump_stalled(o, err);
+		}
+		if (ret == 0 && o->progress && o->progress("dump", now_bytes, 0, o->progress_data))
 			ret = ops_error_set(err, OPS_EXIT_ABORTED, "interrupted");
 	}
 	if (ret == 0)
@@ -794,7 +836,6 @@ static int dump_database(const struct bk_create_opts *o, const struct snapshot *
 	memset(&po, 0, sizeof(po));
 	po.env_add = (const char *const *)env;
 	po.pipes = PROC_PIPE_STDOUT;
-	po.timeout_ms = o->timeout_ms;
 	po.capture_max = 64 * 1024;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -809,7 +850,9 @@ static int dump_database(const struct bk_create_opts *o, const struct snapshot *
 		/* pg_dump's own failures end its output early and show in
 		 * proc_finish; a failing pump is ours (disk full, Ctrl-C), and
 		 * pg_dump's SIGPIPE that follows is not the news */
-		ret = zs_pump(child.out_fd, "pg_dump", &w, on_pump, &pp, err);
+		ret = zs_pump(child.out_fd, "pg_dump", stall_ms(o), &w, on_pump, &pp, err);
+		if (ret == -OPS_EXIT_UNREACHABLE)
+			ret = dump_stalled(o, err);
 		if (ret == 0)
 			ret = proc_finish(&child, 30000, &res, err);
 	}
@@ -924,6 +967,21 @@ long bk_default_jobs(void)
 	return n < 1 ? 1 : n > 4 ? 4 : n;
 }
 
+int bk_stall_setting(const struct config *cfg, int64_t *out, struct ops_error *err)
+{
+	int64_t v = 0;
+
+	if (!cfg || !config_find_entry(cfg, "backup", NULL, "stall_timeout"))
+		return 0;
+	if (config_get_duration_ms(cfg, "backup", NULL, "stall_timeout", &v, err) < 0)
+		return -err->code;
+	if (v <= 0)
+		return config_error(cfg, config_find_entry(cfg, "backup", NULL, "stall_timeout"), err,
+				    "stall_timeout must be more than 0");
+	*out = v;
+	return 0;
+}
+
 /* Work directories of runs that were killed (.tmp-*, .restore-*) and removals that were
  * cut short (.trash-*). The caller holds the backup lock, so no other run is
  * writing them. */
@@ -993,7 +1051,7 @@ int bk_create(const struct bk_create_opts *o, struct bk_entry *out, struct ops_e
 	ret = !strcmp(o->format, "directory") ? dump_directory(o, &snap, tmp, &m, err)
 					      : dump_database(o, &snap, tmp, &m, err);
 	if (ret == 0)
-		ret = count_rows(snap.conn, &m, err);
+		ret = count_rows(snap.conn, stall_ms(o), &m, err);
 	close_snapshot(&snap);
 	if (ret == 0 && o->npaths)
 		ret = archive_paths(o, tmp, &m, err);

@@ -116,8 +116,15 @@ typedef int (*bk_progress_fn)(const char *what, uint64_t done, uint64_t total, v
  * job is a connection and a server process). */
 long bk_default_jobs(void);
 
+struct config;
+/* [backup] stall_timeout (cfg may be NULL): *out is left alone when it is
+ * not set; a value of 0 or less is OPS_EXIT_CONFIG. */
+int bk_stall_setting(const struct config *cfg, int64_t *out, struct ops_error *err);
+
 struct src_settings;
 struct src_callbacks;
+
+#define BK_DEFAULT_STALL_MS (10 * 60 * 1000)
 
 struct bk_create_opts {
 	const char *dir;
@@ -133,7 +140,10 @@ struct bk_create_opts {
 	const struct src_settings *sources;  /* [source]s backed up into the same set */
 	size_t nsources;
 	const struct src_callbacks *source_callbacks;  /* may be NULL */
-	int64_t timeout_ms;        /* whole dump; 0 = none */
+	int64_t stall_ms;          /* pg_dump writing nothing this long, or a row
+				      count running this long, is a stalled
+				      database: OPS_EXIT_UNREACHABLE ([backup]
+				      stall_timeout); 0 = BK_DEFAULT_STALL_MS */
 	bk_progress_fn progress;
 	void *progress_data;
 };

@@ -646,6 +646,7 @@ static int do_backup(struct run *r)
 	o.level = s->backup_level;
 	o.jobs = s->backup_jobs > 0 ? s->backup_jobs : 1;
 	o.pg_dump = s->pg_dump ? s->pg_dump : "pg_dump";
+	o.stall_ms = s->backup_stall_ms;
 	ev(r, OPS_EVENT_INFO, "backing up the database into '%s'", dir);
 	ret = bk_create(&o, &made, r->err);
 	if (ret == 0) {

@@ -69,6 +69,7 @@ struct dp_settings {
 	char *backup_dir, *backup_format, *backup_compression, *pg_dump, *app_name;
 	int backup_level;
 	int backup_jobs;             /* [backup] jobs: pg_dump -j for a directory dump */
+	int64_t backup_stall_ms;     /* [backup] stall_timeout; 0 = the default */
 	/* the database (db_resolve's sources) and the checks' config */
 	const char *db_url;
 	const struct config *cfg;    /* may be NULL */

@@ -21,6 +21,7 @@
 
 #include "adapters/hash.h"
 #include "adapters/zstream.h"
+#include "system/clock.h"
 #include "base/exitcode.h"
 #include "system/proc.h"
 
@@ -575,7 +576,7 @@ static void test_pump_from_child_and_restore_into_child(void **state)
 	assert_true(zfd >= 0);
 	assert_int_equal(proc_start(dump, &out_opts, &c, &err), 0);
 	assert_int_equal(zs_writer_open(&w, zfd, zpath, ZS_ZSTD, 0, 0, &err), 0);
-	assert_int_equal(zs_pump(c.out_fd, "cat", &w, on_progress, &log, &err), 0);
+	assert_int_equal(zs_pump(c.out_fd, "cat", 0, &w, on_progress, &log, &err), 0);
 	assert_int_equal(proc_finish(&c, 5000, NULL, &err), 0);
 	assert_int_equal(zs_writer_close(&w, hex, &err), 0);
 	assert_int_equal(close(zfd), 0);
@@ -613,6 +614,49 @@ static void test_pump_from_child_and_restore_into_child(void **state)
 	free(zpath);
 	free(restored);
 	free(env_out);
+	ops_error_release(&err);
+}
+
+/* pg_dump writes a little, then nothing (a frozen database, a lock wait):
+ * given up stall_ms after the last byte, as "wrote nothing for"; with the
+ * bytes it had, progress called while waiting, and Ctrl-C seen there. */
+static void test_pump_stall(void **state)
+{
+	struct fixture *f = *state;
+	char *zpath = xstrfmt("%s/stall.zst", f->dir);
+	struct progress_log log = { 0, 0, 0, 0 };
+	struct zs_writer w = ZS_WRITER_INIT;
+	struct ops_error err = OPS_ERROR_INIT;
+	int p[2], zfd;
+	int64_t start;
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "COPY items", 10), 10);
+	zfd = open(zpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(zfd >= 0);
+	assert_int_equal(zs_writer_open(&w, zfd, zpath, ZS_ZSTD, 0, 0, &err), 0);
+	start = clock_now_ms();
+	assert_int_equal(zs_pump(p[0], "pg_dump", 1500, &w, on_progress, &log, &err), -OPS_EXIT_UNREACHABLE);
+	assert_string_equal(err.msg.buf, "'pg_dump' wrote nothing for 1.5s");
+	assert_true(clock_now_ms() - start >= 1500);
+	assert_true(clock_now_ms() - start < 4000);
+	assert_int_equal(w.in_bytes, 10);
+	assert_true(log.calls >= 2); /* after the read, and at least once in the wait */
+	zs_writer_release(&w);
+
+	/* stopped while waiting */
+	log = (struct progress_log){ 0, 1, 0, 0 };
+	assert_int_equal(zs_writer_open(&w, zfd, zpath, ZS_ZSTD, 0, 0, &err), 0);
+	start = clock_now_ms();
+	assert_int_equal(zs_pump(p[0], "pg_dump", 60000, &w, on_progress, &log, &err), -OPS_EXIT_ABORTED);
+	assert_string_equal(err.msg.buf, "interrupted");
+	assert_true(clock_now_ms() - start < 3000);
+	zs_writer_release(&w);
+
+	close(p[0]);
+	close(p[1]);
+	close(zfd);
+	free(zpath);
 	ops_error_release(&err);
 }
 
@@ -676,6 +720,7 @@ int main(void)
 		cmocka_unit_test(test_write_error_is_reported),
 		cmocka_unit_test(test_names_levels_and_misuse),
 		cmocka_unit_test(test_pump_from_child_and_restore_into_child),
+		cmocka_unit_test(test_pump_stall),
 		cmocka_unit_test(test_restore_into_child_that_dies),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
