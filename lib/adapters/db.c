@@ -804,14 +804,38 @@ void db_cancel_disarm(void)
 	db_cancel_arm(NULL);
 }
 
+/* PQcancel waits for the server to close the cancel connection: forever
+ * for a frozen server, minutes for one behind a dead network. In the
+ * handler that wait would hold off every later signal (a second Ctrl-C
+ * among them), so the request is sent by a child. The handler waits for it
+ * up to CANCEL_FIRE_WAIT_MS, so that a server that answers has taken the
+ * cancel before the run goes on (it must not land on a later statement);
+ * past that the child is left to give up by itself after CANCEL_FIRE_S. */
+#define CANCEL_FIRE_WAIT_MS 2000
+#define CANCEL_FIRE_S 10
+
 void db_cancel_fire(void)
 {
 	PGcancel *c = cancel_slot;
 	int saved = errno;
-	char buf[256];
+	struct timespec tick = { 0, 2 * 1000 * 1000 };
+	pid_t pid;
 
-	if (c)
+	if (!c)
+		goto out;
+	pid = _Fork();
+	if (pid == 0) {
+		char buf[256];
+		alarm(CANCEL_FIRE_S);
 		PQcancel(c, buf, sizeof(buf));
+		_exit(0);
+	}
+	for (int waited = 0; pid > 0 && waited < CANCEL_FIRE_WAIT_MS; waited += 2) {
+		if (waitpid(pid, NULL, WNOHANG) != 0)
+			break;
+		nanosleep(&tick, NULL);
+	}
+out:
 	errno = saved;
 }
 

@@ -949,6 +949,8 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 {
 	struct req *r = userp;
 	int64_t now = clock_now_ms();
+	int moving = ulnow != r->now_up || dlnow != r->now_down;
+
 	if (stop_requested(r->c)) {
 		r->stopped = 1;
 		return 1; /* CURLE_ABORTED_BY_CALLBACK, never retried */
@@ -956,7 +958,6 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	/* curl's low-speed check averages over several seconds, so a body that
 	 * stops after a burst would run on for timeout + ~6s: a stall is timed
 	 * here, from the last byte that moved */
-	int moving = ulnow != r->now_up || dlnow != r->now_down;
 	if (moving)
 		r->moved_at_ms = now;
 	else if (now - r->moved_at_ms > r->c->set->timeout_ms) {

@@ -11,6 +11,8 @@
 #   the server frozen after pg_dump, during the       exit 4: the count is cancelled, and a
 #     row counts                                      server that does not answer the cancel
 #                                                     is given up 5 s later
+#   migrate, the server frozen mid-statement: Ctrl-C  the cancel cannot go through; a second
+#                                                     Ctrl-C still ends opsctl within ~2 s
 . "$TEST_SRCDIR/tests/lib/test-lib.sh"
 . "$TEST_SRCDIR/tests/lib/fault-lib.sh"
 require_opsctl
@@ -145,4 +147,31 @@ expect_exit 0 og backup
 expect_exit 0 og backup verify
 [ "$(sets)" != "$before" ] || fail "no new set"
 TEST_CHECKS=$((TEST_CHECKS + 1))
+
+say "migrate: the server freezes mid-statement; Ctrl-C sends the cancel, and a second Ctrl-C ends opsctl"
+mkdir migrations
+printf 'SELECT pg_sleep(120);\n' >migrations/001_slow.sql
+printf '[database]\nurl = %s\n\n[migrations]\ndir = migrations\n' "$(pg_db_url shop)" >mig.conf
+slow_runs() {
+	[ "$(pg_dbsql shop "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%' AND state = 'active'")" = 1 ]
+}
+"$OPSCTL" -c "$TEST_SCRATCH/mig.conf" migrate >mig.out 2>mig.err &
+mpid=$!
+wait_for 20 slow_runs || fail "the slow migration never ran"
+pg_freeze
+start=$(now_ms)
+kill -INT "$mpid"
+sleep 0.3
+kill -INT "$mpid"
+# the cancel cannot reach a frozen server; the handler waits for it 2 s at
+# most, then the second Ctrl-C takes effect
+wait_for 6 sh -c '! kill -0 "$0" 2>/dev/null' "$mpid" || { pg_thaw; fail "opsctl migrate did not end on a second Ctrl-C against a frozen server"; }
+elapsed=$(($(now_ms) - start))
+code=0
+wait "$mpid" || code=$?
+pg_thaw
+TEST_CHECKS=$((TEST_CHECKS + 2))
+[ "$code" = 130 ] || fail "expected opsctl to end by SIGINT (130), got $code"
+[ "$elapsed" -lt 5000 ] || fail "a second Ctrl-C took $elapsed ms to end opsctl"
+pg_dbsql shop "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'" >/dev/null
 test_done
