@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2010  # ls | grep on directories whose names the test chose
 # Resource faults: a PostgreSQL that stops answering after the handshake,
-# during a backup (the connect stall is t7002). [backup] stall_timeout bounds
-# how long pg_dump may write nothing and how long each row count may run:
+# during a backup or a migration (the connect stall is t7002). [backup]
+# stall_timeout bounds how long pg_dump may write nothing and how long each
+# row count may run:
 #   pg_dump waits for a lock another session holds   exit 4 in ~stall_timeout,
 #     (directory and custom formats)                  nothing kept, the lock holder
 #                                                     untouched; the next backup works
