@@ -72,6 +72,10 @@ no_dump_left() {
 	[ "$(pg_dbsql shop "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('pg_dump', 'opsctl backup')")" = 0 ]
 }
 
+say "stall_timeout must be a duration above 0: exit 3, naming the line"
+printf '[database]\nurl = %s\n\n[backup]\ndir = backups\nstall_timeout = 0\n' "$(pg_db_url shop)" >zero.conf
+expect_exit 3 opsctl -c zero.conf backup
+expect_grep "^opsctl: error: zero\.conf:6: stall_timeout must be more than 0$" err
 expect_exit 0 og backup
 before=$(sets)
 
