@@ -623,42 +623,56 @@ static void fill_diag(struct db_diag *d, const PGresult *r)
 /* How long a statement past its deadline gets for its cancel to go through
  * and its results to come back. */
 #define CANCEL_WAIT_MS 5000
+/* How long a cancel's child may wait for the server before it gives up. */
+#define CANCEL_CHILD_S 10
 
-/* Asks the server to cancel conn's statement, waiting at most timeout_ms.
- * PQcancel waits for the server to close the cancel connection, forever
- * when the server is frozen (the kernel still accepts the connection), so
- * it runs in a child killed at the deadline: PQcancel is safe there, as in
- * a signal handler. 0 when the server took the request. */
-static int cancel_within(PGconn *conn, int64_t timeout_ms)
+/* Sends c's cancel request from a child and waits for it up to wait_ms.
+ * PQcancel waits for the server to close the cancel connection: forever for
+ * a frozen server (the kernel still accepts the connection), minutes for
+ * one behind a dead network; a child can be left to that wait, and gives up
+ * after CANCEL_CHILD_S. Async-signal-safe (_Fork, and PQcancel is made for
+ * signal handlers). Returns 0 when the server took the request; otherwise
+ * *waiting (may be NULL) is the child still waiting, or 0. */
+static int cancel_in_child(PGcancel *c, int wait_ms, pid_t *waiting)
+{
+	struct timespec tick = { 0, 2 * 1000 * 1000 };
+	int status = 0;
+	pid_t pid = _Fork();
+
+	if (pid == 0) {
+		char buf[256];
+		alarm(CANCEL_CHILD_S);
+		_exit(PQcancel(c, buf, sizeof(buf)) ? 0 : 1);
+	}
+	if (waiting)
+		*waiting = 0;
+	for (int waited = 0; pid > 0; waited += 2) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+		if ((w < 0 && errno != EINTR) || waited >= wait_ms)
+			break;
+		nanosleep(&tick, NULL);
+	}
+	if (waiting && pid > 0)
+		*waiting = pid;
+	return -1;
+}
+
+/* cancel_in_child for the statement conn runs now, its child reaped. */
+static int cancel_within(PGconn *conn, int wait_ms)
 {
 	PGcancel *c = PQgetCancel(conn);
-	int64_t deadline = clock_now_ms() + timeout_ms;
-	struct timespec tick = { 0, 5 * 1000 * 1000 };
-	int status = 0, ret = -1;
-	pid_t pid, w;
+	pid_t waiting = 0;
+	int ret;
 
 	if (!c)
 		return -1;
-	pid = fork();
-	if (pid == 0) {
-		char buf[256];
-		_exit(PQcancel(c, buf, sizeof(buf)) ? 0 : 1);
-	}
-	while (pid > 0) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid) {
-			ret = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-			break;
-		}
-		if (w < 0 && errno != EINTR)
-			break;
-		if (clock_now_ms() >= deadline) {
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-				;
-			break;
-		}
-		nanosleep(&tick, NULL);
+	ret = cancel_in_child(c, wait_ms, &waiting);
+	if (waiting) {
+		kill(waiting, SIGKILL);
+		while (waitpid(waiting, NULL, 0) < 0 && errno == EINTR)
+			;
 	}
 	PQfreeCancel(c);
 	return ret;
@@ -804,38 +818,21 @@ void db_cancel_disarm(void)
 	db_cancel_arm(NULL);
 }
 
-/* PQcancel waits for the server to close the cancel connection: forever
- * for a frozen server, minutes for one behind a dead network. In the
- * handler that wait would hold off every later signal (a second Ctrl-C
- * among them), so the request is sent by a child. The handler waits for it
- * up to CANCEL_FIRE_WAIT_MS, so that a server that answers has taken the
- * cancel before the run goes on (it must not land on a later statement);
- * past that the child is left to give up by itself after CANCEL_FIRE_S. */
+/* Sent from a child (cancel_in_child): PQcancel's wait for a frozen or
+ * unreachable server, in the handler, would hold off every later signal (a
+ * second Ctrl-C among them). The handler waits for the child up to
+ * CANCEL_FIRE_WAIT_MS, so that a server that answers has taken the cancel
+ * before the run goes on (it must not land on a later statement); past
+ * that, the child is left to give up by itself and to opsctl's exit. */
 #define CANCEL_FIRE_WAIT_MS 2000
-#define CANCEL_FIRE_S 10
 
 void db_cancel_fire(void)
 {
 	PGcancel *c = cancel_slot;
 	int saved = errno;
-	struct timespec tick = { 0, 2 * 1000 * 1000 };
-	pid_t pid;
 
-	if (!c)
-		goto out;
-	pid = _Fork();
-	if (pid == 0) {
-		char buf[256];
-		alarm(CANCEL_FIRE_S);
-		PQcancel(c, buf, sizeof(buf));
-		_exit(0);
-	}
-	for (int waited = 0; pid > 0 && waited < CANCEL_FIRE_WAIT_MS; waited += 2) {
-		if (waitpid(pid, NULL, WNOHANG) != 0)
-			break;
-		nanosleep(&tick, NULL);
-	}
-out:
+	if (c)
+		cancel_in_child(c, CANCEL_FIRE_WAIT_MS, NULL);
 	errno = saved;
 }
 

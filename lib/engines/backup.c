@@ -969,15 +969,15 @@ long bk_default_jobs(void)
 
 int bk_stall_setting(const struct config *cfg, int64_t *out, struct ops_error *err)
 {
+	const struct config_entry *e = cfg ? config_find_entry(cfg, "backup", NULL, "stall_timeout") : NULL;
 	int64_t v = 0;
 
-	if (!cfg || !config_find_entry(cfg, "backup", NULL, "stall_timeout"))
+	if (!e)
 		return 0;
 	if (config_get_duration_ms(cfg, "backup", NULL, "stall_timeout", &v, err) < 0)
 		return -err->code;
 	if (v <= 0)
-		return config_error(cfg, config_find_entry(cfg, "backup", NULL, "stall_timeout"), err,
-				    "stall_timeout must be more than 0");
+		return config_error(cfg, e, err, "stall_timeout must be more than 0");
 	*out = v;
 	return 0;
 }

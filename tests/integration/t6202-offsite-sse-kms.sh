@@ -52,9 +52,7 @@ s3_wait_quiet
 mark=$(log_lines)
 expect_exit 0 ob backup upload
 expect_grep "^uploaded $id2 to 'kms' \(.*, resumed\)$" err
-for n in $done_parts; do
-	after_mark "$mark" | grep -q "files.tar.zst?partNumber=$n&" && fail "part $n was recorded but sent again"
-done
+expect_parts_not_resent "$mark" "$done_parts"
 after_mark "$mark" | grep -q '^POST .*?uploads=' && fail "the resumed upload started a new multipart upload"
 expect_exit 0 ob backup verify --remote --deep "$id2"
 

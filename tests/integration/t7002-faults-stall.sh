@@ -91,7 +91,7 @@ expect_exit 0 og backup
 first=$(last_id)
 say "a [source] Redis that accepts and never answers: the set fails within connect_timeout"
 stall_start silent
-before_sets=$(ls backups | sort | tr '\n' ' ')
+before_sets=$(backup_sets)
 cat >redis.conf <<CONF
 [app]
 name = shop
@@ -110,8 +110,7 @@ CONF
 expect_exit 1 "$OPSCTL" -c "$TEST_SCRATCH/redis.conf" backup
 expect_between 1900 6000 "backup with a stalled Redis source"
 expect_grep "^opsctl: error: source 'cache' \(redis 127\.0\.0\.1:$STALL_PORT\): [A-Z]+ failed: no answer within 2000ms" err
-[ "$(ls backups | sort | tr '\n' ' ')" = "$before_sets" ] || fail "a failed set was kept: $(ls -A backups | tr '\n' ' ')"
-[ -z "$(ls -A backups | grep '^\.')" ] || fail "work files left: $(ls -A backups | tr '\n' ' ')"
+expect_sets_kept "$before_sets" "a failed set"
 
 say "an HTTP snapshot source (qdrant preset) that never answers"
 cat >snap.conf <<CONF
@@ -133,8 +132,7 @@ CONF
 expect_exit 1 "$OPSCTL" -c "$TEST_SCRATCH/snap.conf" backup
 expect_between 3900 7000 "backup with a stalled HTTP snapshot source"
 expect_grep "^opsctl: error: source 'knowledge' \(qdrant $STALL_URL collection 'knowledge'\): creating the snapshot failed: POST $STALL_URL/collections/knowledge/snapshots: no answer within 4000ms" err
-[ "$(ls backups | sort | tr '\n' ' ')" = "$before_sets" ] || fail "a failed set was kept: $(ls -A backups | tr '\n' ' ')"
-[ -z "$(ls -A backups | grep '^\.')" ] || fail "work files left: $(ls -A backups | tr '\n' ' ')"
+expect_sets_kept "$before_sets" "a failed set"
 expect_exit 0 og backup verify "$first"
 say "with the stalled sources gone, the next backup works"
 expect_exit 0 og backup

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2010  # ls | grep on directories whose names the test chose
 # Resource faults: a PostgreSQL that stops answering after the handshake,
 # during a backup or a migration (the connect stall is t7002). [backup]
 # stall_timeout bounds how long pg_dump may write nothing and how long each
@@ -36,13 +35,6 @@ write_conf() {
 }
 write_conf shop.conf
 og() { "$OPSCTL" -c "$TEST_SCRATCH/shop.conf" "$@"; }
-sets() { ls backups | sort | tr '\n' ' '; }
-# expect_nothing_kept WHAT: the sets are the ones before, no work files left
-expect_nothing_kept() {
-	TEST_CHECKS=$((TEST_CHECKS + 1))
-	[ "$(sets)" = "$before" ] || fail "$1: sets are now $(sets), were $before"
-	[ -z "$(ls -A backups | grep '^\.')" ] || fail "$1: work files left: $(ls -A backups | tr '\n' ' ')"
-}
 # pg_signal SIG: the postmaster and every process it started
 pg_signal() {
 	local pm
@@ -77,7 +69,7 @@ printf '[database]\nurl = %s\n\n[backup]\ndir = backups\nstall_timeout = 0\n' "$
 expect_exit 3 opsctl -c zero.conf backup
 expect_grep "^opsctl: error: zero\.conf:6: stall_timeout must be more than 0$" err
 expect_exit 0 og backup
-before=$(sets)
+before=$(backup_sets)
 
 for format in directory custom; do
 	say "pg_dump ($format) waits for a lock another session holds: exit 4 after stall_timeout, nothing kept"
@@ -86,7 +78,7 @@ for format in directory custom; do
 	expect_between 1900 9000 "a $format backup whose pg_dump waits for a lock"
 	expect_grep "^opsctl: error: pg_dump wrote nothing for 2s \(stall_timeout of \[backup\]\): the database does not answer, or pg_dump waits for a lock another session holds$" err
 	expect_grep "^hint: pg_locks and pg_stat_activity show who holds a lock" err
-	expect_nothing_kept "a $format backup that stalled"
+	expect_sets_kept "$before" "a $format backup that stalled"
 	expect_grep '^opsctl_backup_success\{app="shop"\} 0$' backup.prom
 	lock_held || fail "the session holding the lock was disturbed"
 	TEST_CHECKS=$((TEST_CHECKS + 1))
@@ -97,7 +89,7 @@ done
 say "with the lock released, the next backup works"
 expect_exit 0 og backup
 expect_grep '^opsctl_backup_success\{app="shop"\} 1$' backup.prom
-before=$(sets)
+before=$(backup_sets)
 
 say "the whole server freezes while pg_dump runs: exit 4, and the cleanup does not hang on it"
 lock_items
@@ -114,7 +106,7 @@ TEST_CHECKS=$((TEST_CHECKS + 2))
 [ "$code" = 4 ] || { show_file err err; fail "expected exit 4 from a backup against a frozen server, got $code"; }
 [ "$elapsed" -ge 1900 ] && [ "$elapsed" -lt 15000 ] || fail "a backup against a frozen server took $elapsed ms"
 expect_grep "^opsctl: error: pg_dump wrote nothing for 2s \(stall_timeout of \[backup\]\)" err
-expect_nothing_kept "a backup against a frozen server"
+expect_sets_kept "$before" "a backup against a frozen server"
 lock_release
 wait_for 15 no_dump_left || fail "pg_dump's sessions outlived the backup"
 [ "$(pg_db_fingerprint shop)" = "$fp" ] || fail "the data changed"
@@ -144,13 +136,13 @@ TEST_CHECKS=$((TEST_CHECKS + 2))
 [ "$elapsed" -ge 6500 ] && [ "$elapsed" -lt 15000 ] || { show_file err err; fail "a backup whose counts stalled took $elapsed ms"; }
 expect_grep "^opsctl: error: (listing the tables to count|counting the rows of public\.[a-z]+): query did not finish within 2s, and the database did not answer its cancel within 5s \(is the server frozen\?\)$" err
 expect_grep "^hint: each query of the count has stall_timeout of \[backup\]" err
-expect_nothing_kept "a backup whose counts stalled"
+expect_sets_kept "$before" "a backup whose counts stalled"
 wait_for 15 no_dump_left || fail "the backup's sessions outlived it"
 
 say "the server answers again: the next backup works, and restores"
 expect_exit 0 og backup
 expect_exit 0 og backup verify
-[ "$(sets)" != "$before" ] || fail "no new set"
+[ "$(backup_sets)" != "$before" ] || fail "no new set"
 TEST_CHECKS=$((TEST_CHECKS + 1))
 
 say "migrate: the server freezes mid-statement; Ctrl-C sends the cancel, and a second Ctrl-C ends opsctl"

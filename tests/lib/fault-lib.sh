@@ -39,6 +39,20 @@ expect_between() {
 	fail "$3: took $LAST_ELAPSED_MS ms, expected $1..$2 ms"
 }
 
+# backup_sets: the sets in backups/, on one line
+backup_sets() {
+	ls backups | sort | tr '\n' ' '
+}
+
+# expect_sets_kept BEFORE WHAT: backups/ holds the sets BEFORE (backup_sets
+# of then) and no work files (.tmp-*, ...) after a run that failed
+expect_sets_kept() {
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+	[ "$(backup_sets)" = "$1" ] || fail "$2: sets are now $(backup_sets), were $1"
+	# shellcheck disable=SC2010  # names the test chose
+	[ -z "$(ls -A backups | grep '^\.')" ] || fail "$2: work files left: $(ls -A backups | tr '\n' ' ')"
+}
+
 # tmpfs_mount DIR SIZE: mount a tmpfs of SIZE on DIR (created), unmounted at
 # exit. Returns 1 (and says why) when that is not possible (not root).
 FAULT_MOUNTS=()

@@ -53,3 +53,10 @@ parts_recorded() { # N: the upload in flight has recorded at least N parts
 	f=$(state_file)
 	[ -n "$f" ] && [ "$(state_parts "$f" 2>/dev/null | wc -w)" -ge "$1" ]
 }
+expect_parts_not_resent() { # MARK PARTS: none of PARTS of files.tar.zst sent after log line MARK
+	local n
+	for n in $2; do
+		after_mark "$1" | grep -q "files.tar.zst?partNumber=$n&" && fail "part $n was recorded but sent again"
+	done
+	TEST_CHECKS=$((TEST_CHECKS + 1))
+}
